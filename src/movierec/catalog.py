@@ -1,0 +1,98 @@
+"""The movie catalog held in memory by every reader: titles, years and genres by id, title search.
+
+Movies are few (3,883 in ml-1m, 87k in ml-32m), so lookups are numpy searches over sorted ids
+rather than a round-trip to Qdrant per recommendation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Movie:
+    movie_id: int
+    title: str
+    year: int | None
+    genres: list[str]
+    rating_count: int = 0
+    rating_mean: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "movie_id": self.movie_id,
+            "title": self.title,
+            "year": self.year,
+            "genres": list(self.genres),
+            "rating_count": self.rating_count,
+            "rating_mean": self.rating_mean,
+        }
+
+
+class MovieCatalog:
+    """Movies sorted by id, with vectorized membership tests and a case-insensitive title search."""
+
+    def __init__(self, movies: list[Movie]):
+        movies = sorted(movies, key=lambda m: m.movie_id)
+        self._movies = movies
+        self.ids = np.array([m.movie_id for m in movies], dtype=np.int64)
+        self._folded = [m.title.casefold() for m in movies]
+        self._popularity = np.array([m.rating_count for m in movies], dtype=np.int64)
+
+    @classmethod
+    def from_payloads(cls, payloads: list[dict]) -> MovieCatalog:
+        return cls(
+            [
+                Movie(
+                    movie_id=int(p["movie_id"]),
+                    title=str(p["title"]),
+                    year=None if p.get("year") is None else int(p["year"]),
+                    genres=list(p.get("genres") or []),
+                    rating_count=int(p.get("rating_count") or 0),
+                    rating_mean=p.get("rating_mean"),
+                )
+                for p in payloads
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self._movies)
+
+    def positions(self, movie_ids: np.ndarray) -> np.ndarray:
+        """Index of each id in the catalog, -1 where unknown."""
+        ids = np.asarray(movie_ids, dtype=np.int64)
+        if not len(self._movies):
+            return np.full(ids.shape, -1, dtype=np.int64)
+        pos = np.searchsorted(self.ids, ids)
+        pos = np.minimum(pos, self.ids.size - 1)
+        return np.where(self.ids[pos] == ids, pos, -1)
+
+    def unknown(self, movie_ids) -> list[int]:
+        ids = np.asarray(list(movie_ids), dtype=np.int64)
+        return ids[self.positions(ids) < 0].tolist()
+
+    def get(self, movie_id: int) -> Movie | None:
+        pos = self.positions(np.array([movie_id]))[0]
+        return None if pos < 0 else self._movies[pos]
+
+    def take(self, movie_ids) -> list[Movie]:
+        return [self._movies[p] for p in self.positions(np.asarray(movie_ids)) if p >= 0]
+
+    def search(self, text: str, limit: int = 10) -> list[Movie]:
+        """Titles containing `text` (case-insensitive); prefix matches first, then most rated."""
+        needle = text.casefold().strip()
+        if not needle:
+            return []
+        hits = [i for i, title in enumerate(self._folded) if needle in title]
+        if not hits:
+            return []
+        hits_arr = np.array(hits)
+        # "matrix" should find "Matrix, The (1999)" first: a match at the start of the title,
+        # or right after "The "/"A ", ranks above one in the middle; then popularity; then id.
+        starts = np.array(
+            [0 if self._folded[i].startswith(needle) else 1 for i in hits], dtype=np.int64
+        )
+        order = np.lexsort((self.ids[hits_arr], -self._popularity[hits_arr], starts))
+        return [self._movies[i] for i in hits_arr[order][:limit]]

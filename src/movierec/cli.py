@@ -1,0 +1,211 @@
+"""`movierec ingest | recommend | movies search | serve | check | evaluate`: thin shells over the library.
+
+Errors a person can cause print one line (`error: ...`) and exit 1; never a traceback
+(set MOVIEREC_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from movierec.config import Settings, get_settings
+from movierec.errors import MovierecError
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec import ingest
+
+    report = ingest.run(
+        settings,
+        dataset_name=args.dataset,
+        data_dir=args.data,
+        wait_seconds=args.wait,
+        progress=_progress(),
+        item_vectors=_item_model(args, settings),
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    timings = ", ".join(f"{k} {v:.2f}s" for k, v in report.seconds.items())
+    print(
+        f"ingested {report.dataset}: {report.users} users, {report.movies} movies, "
+        f"{report.ratings} ratings into {_where(settings)} (version {report.version}; {timings})"
+    )
+    return 0
+
+
+def _item_model(args: argparse.Namespace, settings: Settings):
+    """The item model's trainer, when the ingest should learn one (see movierec.itemmodel)."""
+    if getattr(args, "no_item_model", False):
+        return None
+    try:
+        from movierec.itemmodel import ingest_item_vectors
+    except ImportError:
+        return None
+    return ingest_item_vectors
+
+
+def _where(settings: Settings) -> str:
+    if settings.store_kind == "embedded":
+        return f"the embedded store at {settings.qdrant_path}"
+    return f"Qdrant at {settings.qdrant_url}"
+
+
+def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec import recommend
+    from movierec.store import open_reader
+
+    ratings = recommend.tutorial_query(args.like or [], args.dislike or [])
+    with open_reader(settings) as store:
+        answer = recommend.recommend(store, ratings, limit=args.limit, neighbors=args.neighbors)
+    items = [r.to_dict() for r in answer.items]
+    if args.json:
+        print(json.dumps(items, indent=2))
+    else:
+        width = max((len(i["title"]) for i in items), default=5)
+        print(f"{'score':>12}  {'title':<{width}}  movie_id")
+        for i in items:
+            print(f"{i['score']:>12.8f}  {i['title']:<{width}}  {i['movie_id']}")
+    return 0
+
+
+def cmd_movies_search(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.store import open_reader
+
+    with open_reader(settings) as store:
+        found = store.catalog().search(" ".join(args.text), limit=args.limit)
+    if args.json:
+        print(json.dumps([m.to_dict() for m in found], indent=2))
+    elif not found:
+        print("no movie title contains that text", file=sys.stderr)
+        return 1
+    else:
+        for m in found:
+            print(f"{m.movie_id:>8}  {m.title}  [{'|'.join(m.genres)}]")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.store import open_reader
+
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            with open_reader(settings) as store:
+                status = store.status()
+        except MovierecError as exc:
+            from movierec.store import StoreStatus
+
+            status = StoreStatus(ready=False, detail=str(exc))
+        if status.ready:
+            print(f"ready: {status.users} users, {status.movies} movies (version {status.version})")
+            return 0
+        if time.monotonic() >= deadline:
+            _err(f"not ready: {status.detail}")
+            return 1
+        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.service.server import serve
+
+    return serve(settings, host=args.host, port=args.port)
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.evaluate import main as evaluate_main
+
+    return evaluate_main(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="movierec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="load a MovieLens dataset into Qdrant")
+    p.add_argument("--dataset", default=None, help="ml-100k, ml-1m (default), ml-10m, ml-20m, "
+                   "ml-25m, ml-32m or ml-latest-small (env MOVIELENS_DATASET)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder with the dataset's files; skips the download (env MOVIELENS_DIR)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="retry reaching a Qdrant server for up to this long first")
+    p.add_argument("--no-item-model", action="store_true",
+                   help="skip learning the item model (tutorial and user-knn only)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("recommend", help="the tutorial's recommendation for likes and dislikes")
+    p.add_argument("--like", type=int, action="append", metavar="MOVIE_ID")
+    p.add_argument("--dislike", type=int, action="append", metavar="MOVIE_ID")
+    p.add_argument("--limit", type=int, default=5)
+    p.add_argument("--neighbors", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("movies", help="the movie catalog")
+    movies = p.add_subparsers(dest="movies_command", required=True)
+    s = movies.add_parser("search", help="find movie ids by title")
+    s.add_argument("text", nargs="+")
+    s.add_argument("--limit", type=int, default=10)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_movies_search)
+
+    p = sub.add_parser("serve", help="run the HTTP API")
+    p.add_argument("--host", default=None, help="bind address (env HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (env PORT, default 8000)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="exit 0 when the store is reachable and holds data")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("evaluate", help="offline evaluation of every model against baselines")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--output", type=Path, default=None, help="write results.json/results.md here")
+    p.add_argument("--quick", action="store_true", help="fewer parameter settings")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except Exception as exc:  # noqa: BLE001 (pydantic ValidationError: a bad environment variable)
+        errors = getattr(exc, "errors", lambda: [])()
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in errors
+        ) or str(exc).splitlines()[0]
+        _err(f"invalid configuration: {detail}")
+        return 2
+    if args.command == "recommend" and not (args.like or args.dislike):
+        _err("an empty query: give at least one --like or --dislike movie id")
+        return 1
+    try:
+        return args.func(args, settings)
+    except MovierecError as exc:
+        _err(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("MOVIEREC_DEBUG"):
+            raise
+        _err(f"unexpected {type(exc).__name__}: {exc} (set MOVIEREC_DEBUG=1 for a traceback)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

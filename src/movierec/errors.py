@@ -1,0 +1,25 @@
+"""Errors a person can cause, each with a one-line message saying what is wrong and what to do."""
+
+
+class MovierecError(Exception):
+    """Base class: the CLI prints these as one line, the service maps them to 4xx/503."""
+
+
+class DataError(MovierecError):
+    """A dataset file is missing, malformed, or fails its checksum."""
+
+
+class QueryError(MovierecError):
+    """A recommendation request is invalid (unknown movie, empty, out of range)."""
+
+
+class NotFoundError(MovierecError):
+    """A user or movie that does not exist."""
+
+
+class StoreUnavailable(MovierecError):
+    """Qdrant cannot be reached, or holds no ingested data yet."""
+
+
+class StoreBusy(MovierecError):
+    """The embedded store is locked by another process."""

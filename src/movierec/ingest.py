@@ -1,0 +1,198 @@
+"""Ingest: dataset files -> parse -> normalize -> sparse user vectors -> a new Qdrant version.
+
+Everything is parsed, validated and built in memory before the first write, so a bad file
+never leaves anything behind; the new version goes live only after its point counts verify.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from movierec import movielens, schema
+from movierec.config import Settings
+from movierec.errors import DataError, StoreUnavailable
+from movierec.store import MoviePoints, StoreWriter, open_writer, wait_until_reachable
+from movierec.vectors import RatingStats, SparseVector, UserVectors, user_vectors
+
+USER_BATCH = 1_000
+MOVIE_BATCH = 2_000
+
+
+@dataclass
+class Prepared:
+    """Everything one ingest writes, built and validated before the first write."""
+
+    meta: dict[str, Any]
+    vectors: UserVectors
+    user_payloads: list[dict[str, Any]]
+    movies: MoviePoints
+
+
+@dataclass
+class IngestReport:
+    version: str
+    dataset: str
+    users: int
+    movies: int
+    ratings: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _plain(value: Any) -> Any:
+    """numpy/pandas scalars -> JSON-friendly Python values (payloads must be plain JSON)."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def movie_payloads(dataset: movielens.Dataset) -> list[dict[str, Any]]:
+    """One payload per movie: id, title, year, genres, and how often / how well it was rated."""
+    movies = dataset.movies
+    ids = movies["movie_id"].to_numpy()
+    pos = np.searchsorted(ids, dataset.movie_ids, sorter=np.argsort(ids))
+    order = np.argsort(ids)
+    slot = order[pos]
+    counts = np.bincount(slot, minlength=ids.size)
+    sums = np.bincount(slot, weights=dataset.ratings, minlength=ids.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    years = movies["year"].astype(object).where(movies["year"].notna(), None).tolist()
+    return [
+        {
+            "movie_id": int(movie_id),
+            "title": title,
+            "year": None if year is None else int(year),
+            "genres": list(genres),
+            "rating_count": int(count),
+            "rating_mean": None if np.isnan(mean) else round(float(mean), 4),
+        }
+        for movie_id, title, year, genres, count, mean in zip(
+            ids.tolist(), movies["title"].tolist(), years, movies["genres"].tolist(),
+            counts.tolist(), means.tolist()
+        )
+    ]
+
+
+def user_payloads(dataset: movielens.Dataset, user_ids: np.ndarray) -> list[dict[str, Any]]:
+    """Payloads aligned with `user_ids`; demographic fields where the dataset has them."""
+    columns = [c for c in schema.USER_FIELDS if c in dataset.users.columns]
+    frame = (
+        dataset.users[columns]
+        .drop_duplicates("user_id")
+        .set_index("user_id")
+        .reindex(user_ids)
+        .reset_index()
+    )
+    records = frame.to_dict("records")
+    return [{k: _plain(v) for k, v in r.items()} for r in records]
+
+
+def prepare(
+    dataset: movielens.Dataset,
+    item_vectors: Callable[[movielens.Dataset, RatingStats], tuple[dict, list]] | None = None,
+) -> Prepared:
+    """Validate and build everything to write. Raises DataError before any write."""
+    movielens.check_movies_known(dataset)
+    stats = RatingStats.of(dataset.ratings)
+    vectors = user_vectors(dataset.user_ids, dataset.movie_ids, dataset.ratings, stats)
+    movies = MoviePoints(payloads=movie_payloads(dataset))
+    models: dict[str, Any] = {"tutorial": {}}
+    if item_vectors is not None:
+        params, vectors_by_movie = item_vectors(dataset, stats)
+        for v in vectors_by_movie:
+            if v is not None:
+                v.validate()
+        movies.vectors = vectors_by_movie
+        models["item"] = params
+    meta = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "dataset": dataset.name,
+        "users": len(vectors),
+        "movies": len(movies.payloads),
+        "ratings": dataset.n_ratings,
+        "rating_stats": stats.to_dict(),
+        "models": models,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return Prepared(meta, vectors, user_payloads(dataset, vectors.user_ids), movies)
+
+
+def write(writer: StoreWriter, prepared: Prepared, progress: bool = True) -> str:
+    """Write a complete new version and switch it in; on any failure, drop it."""
+    from tqdm import tqdm
+
+    n_users, n_movies = len(prepared.vectors), len(prepared.movies.payloads)
+    try:
+        version = writer.begin(prepared.meta)
+        with tqdm(total=n_users + n_movies, unit="pt", desc="writing", disable=not progress) as bar:
+            for start in range(0, n_users, USER_BATCH):
+                stop = min(start + USER_BATCH, n_users)
+                writer.write_users(prepared.vectors, prepared.user_payloads, start, stop)
+                bar.update(stop - start)
+            for start in range(0, n_movies, MOVIE_BATCH):
+                stop = min(start + MOVIE_BATCH, n_movies)
+                writer.write_movies(prepared.movies, start, stop)
+                bar.update(stop - start)
+        got = writer.counts()
+        if got != (n_users, n_movies):
+            raise StoreUnavailable(
+                f"point counts do not verify: wrote {n_users} users and {n_movies} movies, "
+                f"the store holds {got[0]} and {got[1]}; the previous version stays live"
+            )
+        writer.commit()
+        return version
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        writer.close()
+
+
+def run(
+    settings: Settings,
+    dataset_name: str | None = None,
+    data_dir: Path | None = None,
+    wait_seconds: float = 0.0,
+    progress: bool = True,
+    item_vectors=None,
+    log: Callable[[str], None] = print,
+) -> IngestReport:
+    """The whole ingest, as `movierec ingest` runs it."""
+    name = dataset_name or settings.movielens_dataset
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    folder = data_dir or settings.movielens_dir
+    if folder is None:
+        folder = movielens.fetch(
+            name, settings.movielens_cache, settings.movielens_url, settings.movielens_md5,
+            progress=progress,
+        )
+    elif not Path(folder).is_dir():
+        raise DataError(f"{folder}: no such dataset folder (check MOVIELENS_DIR or --data)")
+    t1 = time.perf_counter()
+    seconds["fetch"] = t1 - t0
+    dataset = movielens.load(Path(folder), name)
+    t2 = time.perf_counter()
+    seconds["parse"] = t2 - t1
+    prepared = prepare(dataset, item_vectors)
+    t3 = time.perf_counter()
+    seconds["vectors"] = t3 - t2
+    if wait_seconds:
+        wait_until_reachable(settings, wait_seconds, log=log)
+    version = write(open_writer(settings), prepared, progress=progress)
+    seconds["write"] = time.perf_counter() - t3
+    seconds["total"] = time.perf_counter() - t0
+    return IngestReport(
+        version, name, len(prepared.vectors), len(prepared.movies.payloads), dataset.n_ratings,
+        seconds,
+    )

@@ -1,0 +1,28 @@
+"""The Qdrant schema, in one place: collection (alias) names, vector names, payload fields.
+
+The ingest Job, the service, the chart's tests and the benchmarks all import these names.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+# Aliases served to readers; each ingest writes new collections `<alias>-<version>` beside them.
+USERS = "movielens"
+MOVIES = "movies"
+
+# Sparse vectors: a user's z-scored ratings (indices = movie ids), and a movie's learned
+# item-item weights (indices = movie ids) for the item model.
+RATINGS_VECTOR = "ratings"
+ITEM_VECTOR = "item"
+
+USER_FIELDS = ("user_id", "gender", "age", "occupation", "zip")
+MOVIE_FIELDS = ("movie_id", "title", "year", "genres", "rating_count", "rating_mean")
+
+# Payload fields the item model filters on, indexed on the server.
+MOVIE_INDEXES = {"genres": "keyword", "year": "integer"}
+
+
+def versioned(alias: str, version: str) -> str:
+    """The physical collection an ingest writes for `alias`."""
+    return f"{alias}-{version}"

@@ -1,0 +1,159 @@
+"""The store interface: what recommendation needs to read, and what an ingest needs to write.
+
+Readers have no write methods at all, so the service (which holds only a read-only API key)
+structurally cannot modify Qdrant. Writers build a new version beside the live one and switch
+it in atomically on commit.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from movierec.catalog import MovieCatalog
+from movierec.vectors import SparseVector, UserVectors
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    """A similar user: id, similarity, and the user's own rating vector."""
+
+    user_id: int
+    score: float
+    vector: SparseVector
+
+
+@dataclass(frozen=True)
+class MovieFilter:
+    """Payload filters for the item model's query, applied inside the same Qdrant query."""
+
+    exclude_ids: tuple[int, ...] = ()
+    genres: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+
+
+@dataclass
+class StoreStatus:
+    """What /readyz reports."""
+
+    ready: bool
+    users: int = 0
+    movies: int = 0
+    version: str | None = None
+    detail: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def new_version() -> str:
+    """Sortable, unique: UTC time, then a random suffix."""
+    return time.strftime("%Y%m%dt%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+class StoreReader(ABC):
+    """Read access to the live (aliased) users and movies collections."""
+
+    kind: str
+
+    @abstractmethod
+    def status(self) -> StoreStatus:
+        """Reachable, ingested and non-empty? Never raises for an unreachable store."""
+
+    @abstractmethod
+    def meta(self) -> dict[str, Any]:
+        """The live ingest's metadata (dataset, rating stats, counts, models)."""
+
+    @abstractmethod
+    def catalog(self) -> MovieCatalog:
+        """All movies, loaded once per live version."""
+
+    @abstractmethod
+    def similar_users(
+        self, query: SparseVector, limit: int, exclude_user: int | None = None
+    ) -> list[Neighbor]:
+        """Top `limit` users by dot product with `query`, with their rating vectors."""
+
+    @abstractmethod
+    def user_vector(self, user_id: int) -> SparseVector | None:
+        """A user's rating vector, or None if there is no such user."""
+
+    @abstractmethod
+    def similar_movies(
+        self, query: SparseVector, limit: int, movie_filter: MovieFilter
+    ) -> list[tuple[int, float]]:
+        """Top movies by dot product of `query` with their item-model vectors."""
+
+    def refresh(self) -> bool:
+        """Pick up a newer ingest if one was switched in; True if the version changed."""
+        return False
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release the store."""
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class MoviePoints:
+    """Movies to write: payloads, and optionally each movie's item-model vector."""
+
+    payloads: list[dict[str, Any]]
+    vectors: list[SparseVector | None] | None = None
+
+
+class StoreWriter(ABC):
+    """Writes one complete new version, then switches it in. Never touches the live version."""
+
+    @abstractmethod
+    def begin(self, meta: dict[str, Any]) -> str:
+        """Create empty staging collections for a new version; returns the version id."""
+
+    @abstractmethod
+    def write_users(
+        self, vectors: UserVectors, payloads: list[dict[str, Any]], start: int, stop: int
+    ) -> None:
+        """Write users [start, stop) of `vectors` (payloads aligned with vectors.user_ids)."""
+
+    @abstractmethod
+    def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
+        """Write movies [start, stop)."""
+
+    @abstractmethod
+    def counts(self) -> tuple[int, int]:
+        """(users, movies) now in the staging collections."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the staging version live atomically, then remove older versions."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop the staging version; the live one is untouched."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release locks and handles."""
+
+
+def rows(vectors: UserVectors, start: int, stop: int):
+    """(user_id, indices list, values list) for users [start, stop), sliced without copies."""
+    a, b = int(vectors.indptr[start]), int(vectors.indptr[stop])
+    indices = vectors.indices[a:b].tolist()
+    values = vectors.values[a:b].tolist()
+    offsets = (vectors.indptr[start : stop + 1] - a).tolist()
+    for k, user_id in enumerate(vectors.user_ids[start:stop].tolist()):
+        lo, hi = offsets[k], offsets[k + 1]
+        yield user_id, indices[lo:hi], values[lo:hi]
+
+
+def as_sparse(indices, values) -> SparseVector:
+    """An engine's returned vector as our SparseVector (already valid: it came from us)."""
+    return SparseVector(np.asarray(indices, dtype=np.uint32), np.asarray(values, dtype=np.float32))

@@ -1,0 +1,430 @@
+"""The embedded store: the real Qdrant engine in-process (qdrant-edge), the default.
+
+Layout under QDRANT_PATH:
+    CURRENT                 {"version": ...}: the live version, replaced atomically (the "alias")
+    versions/<version>/     users/ and movies/ (one EdgeShard each), meta.json, .lock
+    .ingest.lock            held by the one ingest that may run at a time
+
+A process that opens a version holds an exclusive lock on its `.lock`: a second process gets a
+clear StoreBusy error instead of a corrupted shard (qdrant-edge allows one process per shard).
+Versions that are neither live nor locked are garbage, left by a finished or killed ingest.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from movierec import schema
+from movierec.catalog import MovieCatalog
+from movierec.errors import StoreBusy, StoreUnavailable
+from movierec.store.base import (
+    MovieFilter,
+    MoviePoints,
+    Neighbor,
+    StoreReader,
+    StoreStatus,
+    StoreWriter,
+    as_sparse,
+    new_version,
+    rows,
+)
+from movierec.vectors import SparseVector, UserVectors
+
+CURRENT = "CURRENT"
+VERSIONS = "versions"
+INGEST_LOCK = ".ingest.lock"
+VERSION_LOCK = ".lock"
+META = "meta.json"
+
+
+class _Lock:
+    """An exclusive, non-blocking flock on a file; released on close or process death."""
+
+    def __init__(self, path: Path, what: str):
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._fd)
+            self._fd = None
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StoreBusy(what) from None
+            raise
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    @staticmethod
+    def try_acquire(path: Path) -> _Lock | None:
+        try:
+            return _Lock(path, "")
+        except StoreBusy:
+            return None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_current(root: Path) -> str | None:
+    try:
+        return json.loads((root / CURRENT).read_text())["version"]
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        raise StoreUnavailable(f"{root / CURRENT} is damaged; run `movierec ingest` again") from None
+
+
+def collect_garbage(root: Path) -> list[str]:
+    """Remove versions that are neither live nor open, unless an ingest is running right now."""
+    versions = root / VERSIONS
+    if not versions.is_dir():
+        return []
+    ingest = _Lock.try_acquire(root / INGEST_LOCK)
+    if ingest is None:
+        return []
+    try:
+        return collect_garbage_locked(root)
+    finally:
+        ingest.release()
+
+
+def _users_config() -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        sparse_vectors={schema.RATINGS_VECTOR: qe.EdgeSparseVectorParams()}, wal_enabled=False
+    )
+
+
+def _movies_config() -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        sparse_vectors={schema.ITEM_VECTOR: qe.EdgeSparseVectorParams()}, wal_enabled=False
+    )
+
+
+def _edge_vector(vector: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(vector.indices, vector.values)
+
+
+def _movie_filter(movie_filter: MovieFilter) -> qe.Filter | None:
+    must: list = []
+    must_not: list = []
+    if movie_filter.exclude_ids:
+        must_not.append(qe.HasIdCondition(set(movie_filter.exclude_ids)))
+    if movie_filter.genres:
+        must.append(qe.FieldCondition("genres", match=qe.MatchAny(list(movie_filter.genres))))
+    if movie_filter.year_min is not None or movie_filter.year_max is not None:
+        must.append(
+            qe.FieldCondition(
+                "year", range=qe.RangeFloat(gte=movie_filter.year_min, lte=movie_filter.year_max)
+            )
+        )
+    if not must and not must_not:
+        return None
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+class _OpenVersion:
+    """One live version opened by this process: its lock, shards, metadata and catalog."""
+
+    def __init__(self, root: Path, version: str):
+        self.version = version
+        self.path = root / VERSIONS / version
+        if not (self.path / META).exists():
+            raise StoreUnavailable(
+                f"{self.path} is incomplete; run `movierec ingest` again"
+            )
+        self.lock = _Lock(
+            self.path / VERSION_LOCK,
+            f"the embedded store {root} is in use by another process; stop it first, or "
+            "point QDRANT_URL at a Qdrant server to share data between processes",
+        )
+        try:
+            self.meta: dict[str, Any] = json.loads((self.path / META).read_text())
+            self.users = qe.EdgeShard.load(str(self.path / "users"))
+            self.movies = qe.EdgeShard.load(str(self.path / "movies"))
+        except Exception as exc:
+            self.lock.release()
+            raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from None
+        self._catalog: MovieCatalog | None = None
+
+    def catalog(self) -> MovieCatalog:
+        if self._catalog is None:
+            payloads = []
+            offset = None
+            while True:
+                records, offset = self.movies.scroll(
+                    qe.ScrollRequest(offset=offset, limit=10_000, with_payload=True,
+                                     with_vector=False)
+                )
+                payloads.extend(r.payload for r in records)
+                if offset is None:
+                    break
+            self._catalog = MovieCatalog.from_payloads(payloads)
+        return self._catalog
+
+    def close(self) -> None:
+        for shard in (self.users, self.movies):
+            try:
+                shard.close()
+            except Exception:  # noqa: BLE001 (closing twice or a dead shard is harmless here)
+                pass
+        self.lock.release()
+
+
+class EmbeddedReader(StoreReader):
+    kind = "embedded"
+
+    def __init__(self, root: Path, refresh_interval: float = 1.0):
+        self.root = Path(root)
+        self._mutex = threading.RLock()
+        self._open: _OpenVersion | None = None
+        self._current_stamp: tuple[int, int] | None = None
+        self._checked_at = 0.0
+        self._refresh_interval = refresh_interval
+        self.refresh(force=True)
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = (self.root / CURRENT).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def refresh(self, force: bool = False) -> bool:
+        """Cheap (one stat, at most once a second): reopen when CURRENT points elsewhere."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < self._refresh_interval:
+            return False
+        with self._mutex:
+            self._checked_at = now
+            stamp = self._stamp()
+            if stamp == self._current_stamp and (self._open or stamp is None):
+                return False
+            version = _read_current(self.root)
+            if self._open and self._open.version == version:
+                self._current_stamp = stamp
+                return False
+            fresh = _OpenVersion(self.root, version) if version else None
+            old, self._open = self._open, fresh
+            self._current_stamp = stamp
+        if old:
+            old.close()
+            collect_garbage(self.root)
+        return True
+
+    def _live(self) -> _OpenVersion:
+        self.refresh()
+        if self._open is None:
+            raise StoreUnavailable(
+                f"no data in the embedded store at {self.root}: run `movierec ingest` first"
+            )
+        return self._open
+
+    def status(self) -> StoreStatus:
+        try:
+            live = self._live()
+        except (StoreUnavailable, StoreBusy) as exc:
+            return StoreStatus(ready=False, detail=str(exc))
+        with self._mutex:
+            users = live.users.count(qe.CountRequest(exact=True))
+            movies = live.movies.count(qe.CountRequest(exact=True))
+        ready = users > 0 and movies > 0
+        return StoreStatus(ready, users, movies, live.version,
+                           "" if ready else "a collection is empty", live.meta)
+
+    def meta(self) -> dict[str, Any]:
+        return self._live().meta
+
+    def catalog(self) -> MovieCatalog:
+        live = self._live()
+        with self._mutex:
+            return live.catalog()
+
+    def similar_users(self, query, limit, exclude_user=None) -> list[Neighbor]:
+        live = self._live()
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(_edge_vector(query), using=schema.RATINGS_VECTOR),
+            with_vector=True,
+            with_payload=False,
+            filter=None
+            if exclude_user is None
+            else qe.Filter(must_not=[qe.HasIdCondition({int(exclude_user)})]),
+        )
+        with self._mutex:
+            points = live.users.query(request)
+        out = []
+        for p in points:
+            v = p.vector[schema.RATINGS_VECTOR]
+            out.append(Neighbor(int(p.id), float(p.score), as_sparse(v.indices, v.values)))
+        return out
+
+    def user_vector(self, user_id: int) -> SparseVector | None:
+        live = self._live()
+        with self._mutex:
+            records = live.users.retrieve([int(user_id)], with_payload=False, with_vector=True)
+        if not records:
+            return None
+        v = records[0].vector[schema.RATINGS_VECTOR]
+        return as_sparse(v.indices, v.values)
+
+    def similar_movies(self, query, limit, movie_filter) -> list[tuple[int, float]]:
+        live = self._live()
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(_edge_vector(query), using=schema.ITEM_VECTOR),
+            with_vector=False,
+            with_payload=False,
+            filter=_movie_filter(movie_filter),
+        )
+        with self._mutex:
+            points = live.movies.query(request)
+        return [(int(p.id), float(p.score)) for p in points]
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._open:
+                self._open.close()
+                self._open = None
+
+
+class EmbeddedWriter(StoreWriter):
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.version: str | None = None
+        self._ingest_lock: _Lock | None = None
+        self._version_lock: _Lock | None = None
+        self._users: qe.EdgeShard | None = None
+        self._movies: qe.EdgeShard | None = None
+        self._meta: dict[str, Any] = {}
+
+    @property
+    def _path(self) -> Path:
+        assert self.version
+        return self.root / VERSIONS / self.version
+
+    def begin(self, meta: dict[str, Any]) -> str:
+        (self.root / VERSIONS).mkdir(parents=True, exist_ok=True)
+        self._ingest_lock = _Lock(
+            self.root / INGEST_LOCK, f"another ingest is writing to {self.root}; wait for it"
+        )
+        collect_garbage_locked(self.root)
+        self.version = new_version()
+        self._path.mkdir()
+        self._version_lock = _Lock(self._path / VERSION_LOCK, "")
+        # No WAL: a staging version is only made live after flush(), and a crash before that
+        # leaves garbage that the next ingest removes, never a half-written live version.
+        self._users = qe.EdgeShard.create(str(self._path / "users"), _users_config())
+        self._movies = qe.EdgeShard.create(str(self._path / "movies"), _movies_config())
+        self._meta = dict(meta, version=self.version)
+        return self.version
+
+    def write_users(self, vectors: UserVectors, payloads, start: int, stop: int) -> None:
+        assert self._users is not None
+        points = [
+            qe.Point(user_id, {schema.RATINGS_VECTOR: qe.SparseVector(idx, val)}, payload)
+            for (user_id, idx, val), payload in zip(rows(vectors, start, stop), payloads[start:stop])
+        ]
+        self._users.update(qe.UpdateOperation.upsert_points(points))
+
+    def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
+        assert self._movies is not None
+        points = []
+        for k in range(start, stop):
+            payload = movies.payloads[k]
+            vector = movies.vectors[k] if movies.vectors is not None else None
+            vectors = {} if vector is None or not len(vector) else {
+                schema.ITEM_VECTOR: _edge_vector(vector)
+            }
+            points.append(qe.Point(int(payload["movie_id"]), vectors, payload))
+        self._movies.update(qe.UpdateOperation.upsert_points(points))
+
+    def counts(self) -> tuple[int, int]:
+        assert self._users is not None and self._movies is not None
+        return (
+            self._users.count(qe.CountRequest(exact=True)),
+            self._movies.count(qe.CountRequest(exact=True)),
+        )
+
+    def commit(self) -> None:
+        assert self._users is not None and self._movies is not None
+        for shard in (self._users, self._movies):
+            shard.flush()
+            shard.close()
+        self._users = self._movies = None
+        _write_atomic(self._path / META, json.dumps(self._meta, indent=2).encode())
+        # The switch: one atomic rename. Readers see the old version or the new one, never a mix.
+        _write_atomic(self.root / CURRENT, json.dumps({"version": self.version}).encode())
+        self._release_version()
+        collect_garbage_locked(self.root)
+        self._release_ingest()
+
+    def abort(self) -> None:
+        for shard in (self._users, self._movies):
+            if shard is not None:
+                try:
+                    shard.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self._users = self._movies = None
+        if self.version:
+            shutil.rmtree(self._path, ignore_errors=True)
+        self.close()
+
+    def _release_version(self) -> None:
+        if self._version_lock:
+            self._version_lock.release()
+            self._version_lock = None
+
+    def _release_ingest(self) -> None:
+        if self._ingest_lock:
+            self._ingest_lock.release()
+            self._ingest_lock = None
+
+    def close(self) -> None:
+        self._release_version()
+        self._release_ingest()
+
+
+def collect_garbage_locked(root: Path) -> list[str]:
+    """Garbage collection by the ingest that already holds the ingest lock."""
+    versions = root / VERSIONS
+    live = _read_current(root)
+    removed = []
+    for entry in versions.iterdir():
+        if entry.name == live or not entry.is_dir():
+            continue
+        lock = _Lock.try_acquire(entry / VERSION_LOCK)
+        if lock is None:
+            continue
+        try:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+        finally:
+            lock.release()
+    return removed

@@ -1,0 +1,153 @@
+"""Normalization and sparse vectors: z-scored ratings, one sparse vector per user, and the
+validation every vector passes before it reaches an engine (qdrant-edge checks nothing itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from movierec.errors import QueryError
+
+MAX_INDEX = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class RatingStats:
+    """Global mean and sample standard deviation of all ratings, as the tutorial uses them."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, ratings: np.ndarray) -> RatingStats:
+        if ratings.size < 2:
+            raise ValueError("normalization needs at least two ratings")
+        std = float(np.std(ratings, ddof=1))
+        if not std > 0:
+            raise ValueError("all ratings are equal: their standard deviation is 0")
+        return cls(mean=float(np.mean(ratings)), std=std)
+
+    def normalize(self, stars: np.ndarray) -> np.ndarray:
+        return (np.asarray(stars, dtype=np.float64) - self.mean) / self.std
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std}
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    """Sorted unique u32 indices with finite float32 values."""
+
+    indices: np.ndarray  # uint32
+    values: np.ndarray  # float32
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    @classmethod
+    def checked(cls, indices, values) -> SparseVector:
+        """Build a vector from untrusted input, sorting it, or raise ValueError saying why."""
+        idx = np.asarray(indices)
+        val = np.asarray(values)
+        if idx.ndim != 1 or val.ndim != 1:
+            raise ValueError("indices and values must be flat lists")
+        if idx.size != val.size:
+            raise ValueError(f"{idx.size} indices but {val.size} values: lengths must be equal")
+        if idx.size and idx.dtype.kind not in "iu":
+            if idx.dtype.kind == "f" and np.all(np.isfinite(idx)) and np.all(idx == np.floor(idx)):
+                idx = idx.astype(np.int64)
+            else:
+                raise ValueError("indices must be integers")
+        if idx.size and (idx.min() < 0 or idx.max() > MAX_INDEX):
+            bad = idx[(idx < 0) | (idx > MAX_INDEX)][0]
+            raise ValueError(f"index {bad} is outside 0..{MAX_INDEX}")
+        if val.size and val.dtype.kind not in "iuf":
+            raise ValueError("values must be numbers")
+        val = val.astype(np.float64)
+        if not np.all(np.isfinite(val)):
+            raise ValueError("values must be finite (no NaN or infinity)")
+        if np.any(np.abs(val) > np.finfo(np.float32).max):
+            raise ValueError("values must fit in float32")
+        order = np.argsort(idx, kind="stable")
+        idx = idx[order]
+        if idx.size > 1 and np.any(idx[1:] == idx[:-1]):
+            dup = idx[1:][idx[1:] == idx[:-1]][0]
+            raise ValueError(f"index {dup} appears more than once")
+        return cls(idx.astype(np.uint32), val[order].astype(np.float32))
+
+    def validate(self) -> None:
+        """Assert the engine invariants; cheap enough to run on every vector written."""
+        idx, val = self.indices, self.values
+        if idx.dtype != np.uint32 or val.dtype != np.float32:
+            raise ValueError("sparse vector must hold uint32 indices and float32 values")
+        if idx.shape != val.shape or idx.ndim != 1:
+            raise ValueError("sparse vector indices and values must have equal lengths")
+        if idx.size > 1 and not np.all(idx[1:] > idx[:-1]):
+            raise ValueError("sparse vector indices must be sorted and unique")
+        if not np.all(np.isfinite(val)):
+            raise ValueError("sparse vector values must be finite")
+
+
+@dataclass(frozen=True)
+class UserVectors:
+    """All users' vectors in CSR form: user_ids[k]'s ratings are indices/values[indptr[k]:indptr[k+1]]."""
+
+    user_ids: np.ndarray  # int64, sorted unique
+    indptr: np.ndarray  # int64, len(user_ids) + 1
+    indices: np.ndarray  # uint32 movie ids, sorted within each user
+    values: np.ndarray  # float32 normalized ratings
+
+    def __len__(self) -> int:
+        return int(self.user_ids.size)
+
+    def row(self, k: int) -> SparseVector:
+        a, b = self.indptr[k], self.indptr[k + 1]
+        return SparseVector(self.indices[a:b], self.values[a:b])
+
+    def validate(self) -> None:
+        """Check every row at once, vectorized: unique sorted u32 indices, finite values."""
+        if self.indices.dtype != np.uint32 or self.values.dtype != np.float32:
+            raise ValueError("user vectors must hold uint32 indices and float32 values")
+        if self.indices.shape != self.values.shape:
+            raise ValueError("user vectors: indices and values have different lengths")
+        if self.indptr[0] != 0 or self.indptr[-1] != self.indices.size:
+            raise ValueError("user vectors: indptr does not span the data")
+        if np.any(np.diff(self.indptr) <= 0):
+            raise ValueError("user vectors: every user needs at least one rating")
+        if not np.all(np.isfinite(self.values)):
+            raise ValueError("user vectors: values must be finite")
+        step = np.diff(self.indices.astype(np.int64))
+        row_start = np.zeros(self.indices.size, dtype=bool)
+        row_start[self.indptr[:-1]] = True
+        if np.any((step <= 0) & ~row_start[1:]):
+            raise ValueError("user vectors: indices must be sorted and unique within each user")
+
+
+def user_vectors(
+    user_ids: np.ndarray, movie_ids: np.ndarray, ratings: np.ndarray, stats: RatingStats
+) -> UserVectors:
+    """One sparse vector per user: indices = movie ids, values = z-scored ratings."""
+    order = np.lexsort((movie_ids, user_ids))
+    users_sorted = user_ids[order]
+    users, starts = np.unique(users_sorted, return_index=True)
+    indptr = np.append(starts, users_sorted.size).astype(np.int64)
+    vectors = UserVectors(
+        user_ids=users.astype(np.int64),
+        indptr=indptr,
+        indices=movie_ids[order].astype(np.uint32),
+        values=stats.normalize(ratings[order]).astype(np.float32),
+    )
+    vectors.validate()
+    return vectors
+
+
+def query_vector(ratings: dict[int, float]) -> SparseVector:
+    """A person's ratings (movie id -> weight) as a validated sparse query."""
+    if not ratings:
+        raise QueryError("ratings are empty: rate at least one movie")
+    try:
+        return SparseVector.checked(list(ratings.keys()), list(ratings.values()))
+    except ValueError as exc:
+        raise QueryError(f"invalid ratings: {exc}") from None

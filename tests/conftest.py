@@ -1,0 +1,85 @@
+"""Shared fixtures: the real ml-1m files, real stores (embedded and qdrant-client local mode)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from movierec import ingest, movielens
+from movierec.config import Settings
+from movierec.store import open_reader
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# The reference tutorial's query and published top 5 (ARCHITECTURE.md).
+LIKES = [2571, 329, 260, 1, 356, 2116]
+DISLIKES = [2288, 1721, 296, 1291, 1036]
+REFERENCE = [
+    (1196, "Star Wars: Episode V - The Empire Strikes Back (1980)", 20.02387858),
+    (1210, "Star Wars: Episode VI - Return of the Jedi (1983)", 16.44318438),
+    (1197, "Princess Bride, The (1987)", 15.84006823),
+    (1198, "Raiders of the Lost Ark (1981)", 14.94489462),
+    (2762, "Sixth Sense, The (1999)", 14.57032215),
+]
+
+
+def dataset_dir(name: str) -> Path:
+    """A shared MovieLens copy; under CI=true a missing one fails instead of skipping."""
+    env = os.environ.get("MOVIELENS_DIR")
+    candidates = [Path(env)] if env and Path(env).name == name else []
+    candidates.append(SHARED_DATA / name)
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    message = f"MovieLens {name} not found (set MOVIELENS_DIR or put it in {SHARED_DATA})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def ml1m_dir() -> Path:
+    return dataset_dir("ml-1m")
+
+
+@pytest.fixture(scope="session")
+def ml1m(ml1m_dir) -> movielens.Dataset:
+    return movielens.load(ml1m_dir, "ml-1m")
+
+
+def settings_for(**overrides) -> Settings:
+    """Settings that ignore the caller's environment except what the test sets."""
+    base = {"qdrant_url": None, "qdrant_api_key": None, "movielens_dir": None}
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture(scope="session")
+def ml1m_prepared(ml1m) -> ingest.Prepared:
+    return ingest.prepare(ml1m)
+
+
+@pytest.fixture(scope="session")
+def ml1m_embedded(tmp_path_factory, ml1m_prepared):
+    """ml-1m ingested once into a real embedded store; yields an open reader."""
+    settings = settings_for(qdrant_path=tmp_path_factory.mktemp("embedded") / "q")
+    from movierec.store import open_writer
+
+    ingest.write(open_writer(settings), ml1m_prepared, progress=False)
+    reader = open_reader(settings)
+    yield reader
+    reader.close()
+
+
+@pytest.fixture(scope="session")
+def ml1m_local(ml1m_prepared):
+    """ml-1m ingested once into qdrant-client's local mode, through the server store classes."""
+    settings = settings_for(qdrant_url="local::memory:")
+    from movierec.store import open_writer
+
+    ingest.write(open_writer(settings), ml1m_prepared, progress=False)
+    reader = open_reader(settings)
+    yield reader

@@ -1,0 +1,90 @@
+"""The reference tutorial result on ml-1m, on both stores, and the two stores agreeing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movierec import recommend
+from tests.conftest import DISLIKES, LIKES, REFERENCE
+
+pytestmark = pytest.mark.ml1m
+
+
+def assert_reference(answer: recommend.Answer) -> None:
+    got = [(r.movie.movie_id, r.movie.title, r.score) for r in answer.items]
+    assert [(m, t) for m, t, _ in got] == [(m, t) for m, t, _ in REFERENCE]
+    for (_, _, score), (_, _, ref) in zip(got, REFERENCE):
+        assert score == pytest.approx(ref, rel=1e-6)
+    assert answer.neighbors == 20
+    assert answer.model == "tutorial"
+
+
+def test_tutorial_query_gives_the_reference_top5_on_the_embedded_store(ml1m_embedded):
+    answer = recommend.recommend(
+        ml1m_embedded, recommend.tutorial_query(LIKES, DISLIKES), limit=5, neighbors=20
+    )
+    assert_reference(answer)
+
+
+def test_tutorial_query_gives_the_reference_top5_on_qdrant_client_local_mode(ml1m_local):
+    answer = recommend.recommend(
+        ml1m_local, recommend.tutorial_query(LIKES, DISLIKES), limit=5, neighbors=20
+    )
+    assert_reference(answer)
+
+
+def test_reference_matches_a_plain_numpy_computation(ml1m):
+    """An independent check of the numbers: dense numpy, no Qdrant, same definition."""
+    r = ml1m.ratings
+    z = (r - r.mean()) / r.std(ddof=1)
+    users, u = np.unique(ml1m.user_ids, return_inverse=True)
+    movies, m = np.unique(ml1m.movie_ids, return_inverse=True)
+    dense = np.zeros((users.size, movies.size))
+    dense[u, m] = z
+    q = np.zeros(movies.size)
+    q[np.searchsorted(movies, LIKES)] = 1
+    q[np.searchsorted(movies, DISLIKES)] = -1
+    top = np.argsort(-(dense @ q), kind="stable")[:20]
+    scores = dense[top].sum(axis=0)
+    scores[np.searchsorted(movies, LIKES + DISLIKES)] = -np.inf
+    best = np.argsort(-scores, kind="stable")[:5]
+    assert movies[best].tolist() == [m for m, _, _ in REFERENCE]
+    # The published scores came from float32 storage: they agree to ~4e-8 relative.
+    assert scores[best] == pytest.approx([s for _, _, s in REFERENCE], rel=1e-6)
+
+
+def test_both_stores_give_identical_neighbours_and_scores_on_50_random_queries(
+    ml1m_embedded, ml1m_local
+):
+    rng = np.random.default_rng(7)
+    catalog = ml1m_embedded.catalog()
+    popular = catalog.ids[np.argsort(-np.array([m.rating_count for m in catalog.take(catalog.ids)]))]
+    pool = popular[:1000]
+    for _ in range(50):
+        n = int(rng.integers(1, 12))
+        picked = rng.choice(pool, size=n, replace=False)
+        signs = rng.choice([-1.0, 1.0], size=n)
+        ratings = {int(m): float(s) for m, s in zip(picked, signs)}
+        query = recommend.validate_ratings(ml1m_embedded, ratings, "unit")
+        a = recommend.similar_users(ml1m_embedded, query, 20)
+        b = recommend.similar_users(ml1m_local, query, 20)
+        assert [x.user_id for x in a] == [x.user_id for x in b], ratings
+        assert [x.score for x in a] == pytest.approx([x.score for x in b], rel=1e-9)
+        # The same aggregation on each store's neighbours (local mode is slow: one query each).
+        exclude = query.indices.astype(np.int64)
+        ma, sa = recommend.movie_scores(a, exclude, 10)
+        mb, sb = recommend.movie_scores(b, exclude, 10)
+        assert ma.tolist() == mb.tolist()
+        assert sa == pytest.approx(sb, rel=1e-9)
+
+
+def test_existing_user_is_not_its_own_neighbour_and_gets_no_movie_it_rated(ml1m_embedded, ml1m):
+    answer = recommend.recommend_for_user(ml1m_embedded, 1, limit=10, neighbors=20)
+    rated = set(ml1m.movie_ids[ml1m.user_ids == 1].tolist())
+    assert len(answer.items) == 10
+    assert not rated & {r.movie.movie_id for r in answer.items}
+    vector = ml1m_embedded.user_vector(1)
+    found = recommend.similar_users(ml1m_embedded, vector, 20, exclude_user=1)
+    assert 1 not in [n.user_id for n in found]
+    assert len(found) == 20
