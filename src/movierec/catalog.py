@@ -80,6 +80,10 @@ class MovieCatalog:
     def take(self, movie_ids) -> list[Movie]:
         return [self._movies[p] for p in self.positions(np.asarray(movie_ids)) if p >= 0]
 
+    def most_rated(self, limit: int = 10) -> list[Movie]:
+        order = np.lexsort((self.ids, -self._popularity))[:limit]
+        return [self._movies[i] for i in order]
+
     def search(self, text: str, limit: int = 10) -> list[Movie]:
         """Titles containing `text` (case-insensitive); prefix matches first, then most rated."""
         needle = text.casefold().strip()

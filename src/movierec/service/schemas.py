@@ -1,0 +1,103 @@
+"""Request and response bodies of the HTTP API (they are the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from movierec.recommend import MAX_LIMIT, MAX_NEIGHBORS, MAX_RATINGS
+
+MAX_ID = 2**32 - 1
+
+
+class RecommendationRequest(BaseModel):
+    """A person's ratings, by MovieLens movie id (find ids with GET /movies?search=...)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "ratings": {"2571": 1, "329": 1, "260": 1, "1": 1, "356": 1, "2116": 1,
+                                "2288": -1, "1721": -1, "296": -1, "1291": -1, "1036": -1},
+                    "limit": 5,
+                }
+            ]
+        },
+    )
+
+    ratings: dict[str, float] = Field(
+        description="movie id -> rating: +1 like / -1 dislike (scale 'unit', any value in "
+        "[-1, 1]), or 0.5-5 stars (scale 'stars')",
+    )
+    scale: Literal["unit", "stars"] = "unit"
+    limit: int = Field(5, ge=1, le=MAX_LIMIT, description="how many movies to return")
+    neighbors: int = Field(20, ge=1, le=MAX_NEIGHBORS, description="how many similar users")
+
+    @field_validator("ratings")
+    @classmethod
+    def _ids_and_values(cls, ratings: dict[str, float]) -> dict[str, float]:
+        if not ratings:
+            raise ValueError("ratings are empty: rate at least one movie")
+        if len(ratings) > MAX_RATINGS:
+            raise ValueError(f"too many ratings: {len(ratings)} (at most {MAX_RATINGS})")
+        for key, value in ratings.items():
+            if not (key.isascii() and key.isdigit()) or int(key) > MAX_ID:
+                raise ValueError(f"movie id {key[:40]!r} is not an integer in 0..{MAX_ID}")
+            if not math.isfinite(value):
+                raise ValueError(f"rating of movie {key} must be a finite number")
+        return ratings
+
+    def movie_ratings(self) -> dict[int, float]:
+        if self.scale == "unit":
+            bad = [k for k, v in self.ratings.items() if not -1 <= v <= 1]
+            if bad:
+                raise ValueError(f"rating of movie {bad[0]} must be between -1 and 1 on the "
+                                 "'unit' scale (use \"scale\": \"stars\" for 0.5-5 stars)")
+        return {int(k): float(v) for k, v in self.ratings.items()}
+
+
+class MovieOut(BaseModel):
+    movie_id: int
+    title: str
+    year: int | None
+    genres: list[str]
+    rating_count: int
+    rating_mean: float | None
+
+
+class RecommendedMovie(BaseModel):
+    movie_id: int
+    title: str
+    genres: list[str]
+    year: int | None
+    score: float
+
+
+class RecommendationResponse(BaseModel):
+    model: str
+    neighbors: int = Field(description="how many similar users were used")
+    items: list[RecommendedMovie]
+
+
+class MovieList(BaseModel):
+    items: list[MovieOut]
+
+
+class Problem(BaseModel):
+    """Every error: what is wrong, and where (the field), in one line."""
+
+    error: str
+    field: str | None = None
+
+
+class Ready(BaseModel):
+    status: str
+    store: str
+    users: int = 0
+    movies: int = 0
+    version: str | None = None
+    dataset: str | None = None
+    detail: str | None = None

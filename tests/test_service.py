@@ -1,0 +1,291 @@
+"""The HTTP API over real HTTP: a real server process on loopback, real embedded ml-1m store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from movierec import ingest
+from movierec.store import open_writer
+from tests.conftest import REFERENCE, settings_for
+from tests.service_helpers import TUTORIAL_BODY, running, start
+
+pytestmark = pytest.mark.ml1m
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, ml1m_prepared):
+    """ml-1m ingested once into an embedded store, served by a real `movierec serve` process."""
+    root = tmp_path_factory.mktemp("api")
+    ingest.write(open_writer(settings_for(qdrant_path=root / "q")), ml1m_prepared, progress=False)
+    service = start({"QDRANT_PATH": str(root / "q"), "QDRANT_URL": ""}, root / "serve.log")
+    yield service
+    service.stop()
+
+
+def assert_reference(body: dict) -> None:
+    items = body["items"]
+    assert [(i["movie_id"], i["title"]) for i in items] == [(m, t) for m, t, _ in REFERENCE]
+    assert [i["score"] for i in items] == pytest.approx([s for *_, s in REFERENCE], rel=1e-6)
+
+
+def test_tutorial_query_returns_the_reference_top5_with_scores(api):
+    r = api.client.post("/recommendations", json=TUTORIAL_BODY)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model"] == "tutorial"
+    assert body["neighbors"] == 20
+    assert_reference(body)
+    first = body["items"][0]
+    assert first["year"] == 1980
+    assert first["genres"] == ["Action", "Adventure", "Drama", "Sci-Fi", "War"]
+
+
+def test_star_ratings_are_normalized_with_the_stored_statistics(api, ml1m):
+    stars = {"2571": 5, "260": 4.5, "296": 1}
+    r = api.client.post("/recommendations", json={"ratings": stars, "scale": "stars", "limit": 3})
+    assert r.status_code == 200
+    mean, std = ml1m.ratings.mean(), ml1m.ratings.std(ddof=1)
+    unit = {k: (v - mean) / std for k, v in stars.items()}
+    same = api.client.post("/recommendations", json={"ratings": unit, "limit": 3})
+    # z-scores of 5, 4.5 and 1 stars are outside [-1, 1]: the unit scale refuses them.
+    assert same.status_code == 422
+    assert "between -1 and 1" in same.json()["error"]
+    items = r.json()["items"]
+    assert len(items) == 3
+    assert all(i["movie_id"] not in (2571, 260, 296) for i in items)
+    assert [i["score"] for i in items] == sorted([i["score"] for i in items], reverse=True)
+
+
+def test_existing_user_gets_recommendations_without_movies_they_rated(api, ml1m):
+    r = api.client.get("/users/1/recommendations", params={"limit": 10})
+    assert r.status_code == 200
+    ids = [i["movie_id"] for i in r.json()["items"]]
+    assert len(ids) == 10
+    rated = set(ml1m.movie_ids[ml1m.user_ids == 1].tolist())
+    assert not rated & set(ids)
+
+
+def test_title_search_and_movie_lookup(api):
+    r = api.client.get("/movies", params={"search": "matrix", "limit": 10})
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert items[0] == {"movie_id": 2571, "title": "Matrix, The (1999)", "year": 1999,
+                        "genres": ["Action", "Sci-Fi", "Thriller"], "rating_count": 2590,
+                        "rating_mean": 4.3158}
+    assert api.client.get("/movies/1196").json()["title"] == (
+        "Star Wars: Episode V - The Empire Strikes Back (1980)")
+    assert api.client.get("/movies", params={"search": "zzzzqqq"}).json() == {"items": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error", "field"),
+    [
+        ({"ratings": {"999999": 1}}, 422, "unknown movie id: 999999", "ratings"),
+        ({"ratings": {}}, 422, "ratings: ratings are empty: rate at least one movie", "ratings"),
+        ({"ratings": {"abc": 1}}, 422, "ratings: movie id 'abc' is not an integer in "
+         "0..4294967295", "ratings"),
+        ({"ratings": {"1": 1}, "limit": 0}, 422, "limit: Input should be greater than or equal "
+         "to 1", "limit"),
+        ({"ratings": {"1": 1}, "limit": 101}, 422, "limit: Input should be less than or equal "
+         "to 100", "limit"),
+        ({"ratings": {"1": 1}, "neighbors": 1001}, 422, "neighbors: Input should be less than or "
+         "equal to 1000", "neighbors"),
+        ({"ratings": {"1": 1}, "neighbors": 0}, 422, "neighbors: Input should be greater than or "
+         "equal to 1", "neighbors"),
+        ({"ratings": {str(i): 1 for i in range(1, 1002)}}, 422, "ratings: too many ratings: 1001 "
+         "(at most 1000)", "ratings"),
+        ({"ratings": {"1": "good"}}, 422, "ratings.1: Input should be a valid number, unable to "
+         "parse string as a number", "ratings.1"),
+        ({"ratings": {"1": 6}, "scale": "stars"}, 422, "movie 1: star ratings must be between 0.5 "
+         "and 5", "ratings"),
+        ({"ratings": {"1": 1}, "scale": "percent"}, 422, "scale: Input should be 'unit' or "
+         "'stars'", "scale"),
+        ({"ratings": {"1": 1}, "colour": "red"}, 422, "colour: Extra inputs are not permitted",
+         "colour"),
+        ({"limit": 5}, 422, "ratings: Field required", "ratings"),
+    ],
+)
+def test_bad_bodies_get_422_naming_the_problem(api, body, status, error, field):
+    r = api.client.post("/recommendations", json=body)
+    assert r.status_code == status
+    assert r.json() == {"error": error, "field": field}
+
+
+def test_unknown_movie_ids_are_all_named(api):
+    r = api.client.post("/recommendations", json={"ratings": {"1": 1, "999998": 1, "999999": -1}})
+    assert r.status_code == 422
+    assert r.json()["error"] == "unknown movie ids: 999998, 999999"
+
+
+def test_body_over_64_kib_gets_413(api):
+    big = {"ratings": {"1": 1}, "pad": "x" * (64 * 1024)}
+    r = api.client.post("/recommendations", json=big)
+    assert r.status_code == 413
+    assert r.json() == {"error": "request body is larger than 65536 bytes"}
+
+
+def test_invalid_json_and_wrong_content_type_are_4xx(api):
+    r = api.client.post("/recommendations", content=b"{not json",
+                        headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["error"].startswith("invalid JSON")
+    r = api.client.post("/recommendations", content=json.dumps(TUTORIAL_BODY),
+                        headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    r = api.client.post("/recommendations", content=b'{"ratings": {"1": 1, "1": -1}}',
+                        headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json() == {"error": "invalid JSON: duplicate key '1'"}
+
+
+def test_unknown_user_and_movie_get_404(api):
+    r = api.client.get("/users/999999/recommendations")
+    assert (r.status_code, r.json()) == (404, {"error": "no user 999999 in the dataset"})
+    r = api.client.get("/movies/999999")
+    assert (r.status_code, r.json()) == (404, {"error": "no movie 999999 in the dataset"})
+    assert api.client.get("/users/-1/recommendations").status_code == 422
+    assert api.client.get("/nope").status_code == 404
+
+
+def test_readyz_reports_the_store_and_metrics_count_requests(api):
+    r = api.client.get("/readyz")
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["status"], body["store"], body["users"], body["movies"], body["dataset"]) == (
+        "ready", "embedded", 6040, 3883, "ml-1m")
+    before = api.client.get("/metrics").text
+    for _ in range(3):
+        api.client.get("/movies/1")
+    api.client.get("/movies/999999")
+    after = api.client.get("/metrics").text
+
+    def count(text: str, status: str) -> float:
+        key = f'movierec_http_requests_total{{method="GET",route="/movies/{{movie_id}}",status="{status}"}}'
+        for line in text.splitlines():
+            if line.startswith(key):
+                return float(line.split()[-1])
+        return 0.0
+
+    assert count(after, "200") - count(before, "200") == 3
+    assert count(after, "404") - count(before, "404") == 1
+    assert "movierec_http_request_duration_seconds_bucket" in after
+    assert 'movierec_store_query_duration_seconds_count{operation="recommend"}' in after
+
+
+def test_openapi_and_docs_are_served(api):
+    spec = api.client.get("/openapi.json").json()
+    assert {"/recommendations", "/users/{user_id}/recommendations", "/movies",
+            "/movies/{movie_id}", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    assert api.client.get("/docs").status_code == 200
+
+
+def test_access_log_is_one_json_line_per_request(api):
+    api.client.get("/movies/2571", headers={"x-marker": "log-check"})
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in api.logs().splitlines() if line.startswith("{")]
+    hits = [e for e in lines if e.get("route") == "/movies/{movie_id}" and e.get("path") == "/movies/2571"]
+    assert hits and hits[-1]["status"] == 200 and hits[-1]["method"] == "GET"
+    assert "duration_ms" in hits[-1]
+
+
+def test_readyz_is_503_before_ingest_and_200_after(tmp_path, ml1m_dir):
+    env = {"QDRANT_PATH": str(tmp_path / "q"), "QDRANT_URL": ""}
+    with running(env, tmp_path / "serve.log") as service:
+        r = service.client.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["detail"].endswith("run `movierec ingest` first")
+        r = service.client.post("/recommendations", json=TUTORIAL_BODY)
+        assert r.status_code == 503
+        assert "run `movierec ingest` first" in r.json()["error"]
+        done = subprocess.run(
+            [sys.executable, "-m", "movierec.cli", "ingest", "--data", str(ml1m_dir)],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 10
+        while service.client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert_reference(service.client.post("/recommendations", json=TUTORIAL_BODY).json())
+
+
+@pytest.fixture
+def fast_tmp(tmp_path):
+    """qdrant-client local mode commits (fsyncs) once per point: keep it on tmpfs if there is one."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="movierec-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_service_on_qdrant_client_local_mode_gives_the_reference(tmp_path, fast_tmp, ml1m_dir):
+    env = {"QDRANT_URL": f"local:{fast_tmp / 'local'}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "movierec.cli", "ingest", "--data", str(ml1m_dir)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    with running(env, tmp_path / "serve.log", timeout=120) as service:
+        ready = service.client.get("/readyz").json()
+        assert (ready["store"], ready["users"], ready["movies"]) == ("server", 6040, 3883)
+        assert_reference(service.client.post("/recommendations", json=TUTORIAL_BODY).json())
+        assert service.client.get("/movies", params={"search": "matrix"}).json()["items"][0][
+            "movie_id"] == 2571
+
+
+def test_unreachable_qdrant_gives_503_with_a_clear_message(tmp_path):
+    env = {"QDRANT_URL": "http://127.0.0.1:9", "QDRANT_TIMEOUT": "1"}
+    with running(env, tmp_path / "serve.log") as service:
+        r = service.client.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["detail"].startswith("cannot reach Qdrant at http://127.0.0.1:9")
+        r = service.client.post("/recommendations", json=TUTORIAL_BODY)
+        assert r.status_code == 503
+        assert r.json()["error"].startswith("cannot reach Qdrant at http://127.0.0.1:9")
+        assert r.headers["retry-after"] == "5"
+        assert service.client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path, ml1m_prepared):
+    ingest.write(open_writer(settings_for(qdrant_path=tmp_path / "q")), ml1m_prepared,
+                 progress=False)
+    service = start({"QDRANT_PATH": str(tmp_path / "q"), "QDRANT_URL": ""}, tmp_path / "s.log")
+    # Hold a request open by sending its body slowly, then SIGTERM mid-request.
+    import socket
+
+    body = json.dumps(TUTORIAL_BODY).encode()
+    host, port = service.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"POST /recommendations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+    time.sleep(0.3)
+    service.proc.send_signal(15)
+    time.sleep(0.3)
+    sock.sendall(body[10:])
+    answer = b""
+    sock.settimeout(10)
+    while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < 50:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"Empire Strikes Back" in answer
+    assert service.proc.wait(30) in (0, -15)  # uvicorn re-raises SIGTERM after a clean drain
+    with pytest.raises(httpx.TransportError):
+        httpx.get(service.url + "/healthz", timeout=1)
