@@ -30,6 +30,7 @@ from movierec.service.schemas import (
     RecommendationRequest,
     RecommendationResponse,
 )
+from movierec.service.web import mount_web
 from movierec.store import StoreReader, open_reader
 
 log = logging.getLogger("movierec.service")
@@ -263,6 +264,7 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(Observe, metrics=metrics)
     app.state.metrics = metrics
+    mount_web(app)
     return app
 
 
