@@ -63,6 +63,14 @@ def ml1m_prepared(ml1m) -> ingest.Prepared:
 
 
 @pytest.fixture(scope="session")
+def ml1m_prepared_full(ml1m) -> ingest.Prepared:
+    """ml-1m with every model, the learned item model included (about 20 s to learn)."""
+    from movierec.itemmodel import ingest_item_vectors
+
+    return ingest.prepare(ml1m, ingest_item_vectors)
+
+
+@pytest.fixture(scope="session")
 def ml1m_embedded(tmp_path_factory, ml1m_prepared):
     """ml-1m ingested once into a real embedded store; yields an open reader."""
     settings = settings_for(qdrant_path=tmp_path_factory.mktemp("embedded") / "q")

@@ -33,7 +33,7 @@ def tutorial_args() -> list[str]:
 def cli_store(tmp_path_factory, ml1m_dir) -> dict:
     env = {"QDRANT_PATH": str(tmp_path_factory.mktemp("cli") / "q"), "QDRANT_URL": "",
            "MOVIELENS_DIR": str(ml1m_dir)}
-    done = movierec("ingest", "--dataset", "ml-1m", env=env)
+    done = movierec("ingest", "--dataset", "ml-1m", "--no-item-model", env=env)
     assert done.returncode == 0, done.stderr
     assert "ingested ml-1m: 6040 users, 3883 movies, 1000209 ratings" in done.stdout
     return env
@@ -132,7 +132,7 @@ def test_ingest_of_the_small_csv_and_100k_sets_works(tmp_path):
     for name, users, movies in (("ml-latest-small", 610, 9742), ("ml-100k", 943, 1682)):
         env = {"QDRANT_PATH": str(tmp_path / name), "QDRANT_URL": "",
                "MOVIELENS_DIR": str(dataset_dir(name))}
-        done = movierec("ingest", "--dataset", name, env=env)
+        done = movierec("ingest", "--dataset", name, "--no-item-model", env=env)
         assert done.returncode == 0, done.stderr
         assert f"{users} users, {movies} movies" in done.stdout
         found = movierec("movies", "search", "toy story", "--json", env=env)

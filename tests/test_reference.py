@@ -22,14 +22,16 @@ def assert_reference(answer: recommend.Answer) -> None:
 
 def test_tutorial_query_gives_the_reference_top5_on_the_embedded_store(ml1m_embedded):
     answer = recommend.recommend(
-        ml1m_embedded, recommend.tutorial_query(LIKES, DISLIKES), limit=5, neighbors=20
+        ml1m_embedded, recommend.tutorial_query(LIKES, DISLIKES), limit=5, neighbors=20,
+        model="tutorial",
     )
     assert_reference(answer)
 
 
 def test_tutorial_query_gives_the_reference_top5_on_qdrant_client_local_mode(ml1m_local):
     answer = recommend.recommend(
-        ml1m_local, recommend.tutorial_query(LIKES, DISLIKES), limit=5, neighbors=20
+        ml1m_local, recommend.tutorial_query(LIKES, DISLIKES), limit=5, neighbors=20,
+        model="tutorial",
     )
     assert_reference(answer)
 

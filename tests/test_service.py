@@ -20,10 +20,11 @@ pytestmark = pytest.mark.ml1m
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory, ml1m_prepared):
-    """ml-1m ingested once into an embedded store, served by a real `movierec serve` process."""
+def api(tmp_path_factory, ml1m_prepared_full):
+    """ml-1m ingested once (every model) into an embedded store, served by `movierec serve`."""
     root = tmp_path_factory.mktemp("api")
-    ingest.write(open_writer(settings_for(qdrant_path=root / "q")), ml1m_prepared, progress=False)
+    ingest.write(open_writer(settings_for(qdrant_path=root / "q")), ml1m_prepared_full,
+                 progress=False)
     service = start({"QDRANT_PATH": str(root / "q"), "QDRANT_URL": ""}, root / "serve.log")
     yield service
     service.stop()
@@ -49,11 +50,13 @@ def test_tutorial_query_returns_the_reference_top5_with_scores(api):
 
 def test_star_ratings_are_normalized_with_the_stored_statistics(api, ml1m):
     stars = {"2571": 5, "260": 4.5, "296": 1}
-    r = api.client.post("/recommendations", json={"ratings": stars, "scale": "stars", "limit": 3})
+    r = api.client.post("/recommendations", json={"ratings": stars, "scale": "stars", "limit": 3,
+                                                  "model": "tutorial"})
     assert r.status_code == 200
     mean, std = ml1m.ratings.mean(), ml1m.ratings.std(ddof=1)
     unit = {k: (v - mean) / std for k, v in stars.items()}
-    same = api.client.post("/recommendations", json={"ratings": unit, "limit": 3})
+    same = api.client.post("/recommendations", json={"ratings": unit, "limit": 3,
+                                                     "model": "tutorial"})
     # z-scores of 5, 4.5 and 1 stars are outside [-1, 1]: the unit scale refuses them.
     assert same.status_code == 422
     assert "between -1 and 1" in same.json()["error"]
@@ -205,7 +208,8 @@ def test_readyz_is_503_before_ingest_and_200_after(tmp_path, ml1m_dir):
         assert r.status_code == 503
         assert "run `movierec ingest` first" in r.json()["error"]
         done = subprocess.run(
-            [sys.executable, "-m", "movierec.cli", "ingest", "--data", str(ml1m_dir)],
+            [sys.executable, "-m", "movierec.cli", "ingest", "--data", str(ml1m_dir),
+             "--no-item-model"],
             env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
         )
         assert done.returncode == 0, done.stderr
@@ -235,7 +239,8 @@ def fast_tmp(tmp_path):
 def test_service_on_qdrant_client_local_mode_gives_the_reference(tmp_path, fast_tmp, ml1m_dir):
     env = {"QDRANT_URL": f"local:{fast_tmp / 'local'}"}
     done = subprocess.run(
-        [sys.executable, "-m", "movierec.cli", "ingest", "--data", str(ml1m_dir)],
+        [sys.executable, "-m", "movierec.cli", "ingest", "--data", str(ml1m_dir),
+         "--no-item-model"],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -289,3 +294,77 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, ml1m_prepared):
     assert service.proc.wait(30) in (0, -15)  # uvicorn re-raises SIGTERM after a clean drain
     with pytest.raises(httpx.TransportError):
         httpx.get(service.url + "/healthz", timeout=1)
+
+
+# --- models, filters, explanations ------------------------------------------------------------
+
+
+def test_models_lists_the_learned_item_model_first_as_the_default(api):
+    r = api.client.get("/models")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["default"] == "item"
+    assert [m["name"] for m in body["models"]] == ["item", "user-knn", "tutorial"]
+
+
+def test_default_model_is_the_item_model_and_explains_with_the_persons_movies(api):
+    body = {"ratings": {"2571": 1, "260": 1, "1196": 1, "296": -1}, "limit": 5}
+    r = api.client.post("/recommendations", json=body)
+    assert r.status_code == 200
+    answer = r.json()
+    assert answer["model"] == "item"
+    assert answer["neighbors"] == 0
+    ids = [i["movie_id"] for i in answer["items"]]
+    assert len(ids) == 5 and not {2571, 260, 1196, 296} & set(ids)
+    scores = [i["score"] for i in answer["items"]]
+    assert scores == sorted(scores, reverse=True) and scores[-1] > 0
+    for item in answer["items"]:
+        why = item["why"]
+        assert why["text"].startswith("because you liked ")
+        assert why["movies"] and set(why["movies"]) <= {2571, 260, 1196}
+
+
+def test_user_knn_explains_with_the_similar_users(api):
+    body = {"ratings": {"2571": 1, "260": 1, "1196": 1, "296": -1}, "limit": 3,
+            "model": "user-knn"}
+    answer = api.client.post("/recommendations", json=body).json()
+    assert (answer["model"], answer["neighbors"]) == ("user-knn", 100)
+    first = answer["items"][0]["why"]
+    assert first["text"] == (f"rated by {first['neighbors']} of your 100 most similar users, "
+                             f"{first['mean_rating']:g} stars on average")
+    assert 0 < first["neighbors"] <= 100 and 1 <= first["mean_rating"] <= 5
+
+
+@pytest.mark.parametrize("model", ["item", "user-knn", "tutorial"])
+def test_genre_and_year_filters_hold_for_every_model(api, model):
+    body = {"ratings": {"2571": 1, "260": 1, "1": 1}, "limit": 10, "model": model,
+            "genres": ["Comedy", "Romance"], "year_min": 1990, "year_max": 1995}
+    r = api.client.post("/recommendations", json=body)
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert len(items) == 10
+    for item in items:
+        assert {"Comedy", "Romance"} & set(item["genres"]), item
+        assert 1990 <= item["year"] <= 1995, item
+
+
+def test_bad_model_and_filters_get_422(api):
+    r = api.client.post("/recommendations", json={"ratings": {"1": 1}, "model": "svd"})
+    assert r.status_code == 422
+    assert r.json()["field"] == "model"
+    r = api.client.post("/recommendations", json={"ratings": {"1": 1}, "year_min": 2000,
+                                                  "year_max": 1990})
+    assert (r.status_code, r.json()["error"]) == (422, "year_min is after year_max")
+
+
+def test_genres_lists_the_datasets_genres(api):
+    genres = api.client.get("/genres").json()["genres"]
+    assert len(genres) == 18
+    assert genres[:3] == ["Action", "Adventure", "Animation"]
+
+
+def test_existing_user_with_the_item_model(api, ml1m):
+    r = api.client.get("/users/1/recommendations", params={"limit": 5, "model": "item"})
+    assert r.status_code == 200
+    ids = [i["movie_id"] for i in r.json()["items"]]
+    assert len(ids) == 5 and not set(ml1m.movie_ids[ml1m.user_ids == 1].tolist()) & set(ids)

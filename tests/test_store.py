@@ -43,7 +43,7 @@ def ingest_cli(settings_env: dict, data: Path, *extra: str, **kw) -> subprocess.
 
 
 def answer_of(store) -> list[tuple[int, float]]:
-    a = recommend.recommend(store, QUERY, limit=10, neighbors=15)
+    a = recommend.recommend(store, QUERY, limit=10, neighbors=15, model="tutorial")
     return [(r.movie.movie_id, r.score) for r in a.items]
 
 

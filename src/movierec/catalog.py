@@ -40,6 +40,15 @@ class MovieCatalog:
         self.ids = np.array([m.movie_id for m in movies], dtype=np.int64)
         self._folded = [m.title.casefold() for m in movies]
         self._popularity = np.array([m.rating_count for m in movies], dtype=np.int64)
+        self._years = np.array([m.year if m.year is not None else -1 for m in movies],
+                               dtype=np.int64)
+        self.genres = sorted({g for m in movies for g in m.genres})
+        # One boolean column per genre: filters are vectorized over any candidate set.
+        self._genre_matrix = np.zeros((len(movies), len(self.genres)), dtype=bool)
+        column = {g: k for k, g in enumerate(self.genres)}
+        for row, m in enumerate(movies):
+            for g in m.genres:
+                self._genre_matrix[row, column[g]] = True
 
     @classmethod
     def from_payloads(cls, payloads: list[dict]) -> MovieCatalog:
@@ -79,6 +88,20 @@ class MovieCatalog:
 
     def take(self, movie_ids) -> list[Movie]:
         return [self._movies[p] for p in self.positions(np.asarray(movie_ids)) if p >= 0]
+
+    def allowed(self, movie_ids, genres=(), year_min=None, year_max=None) -> np.ndarray:
+        """Mask of the movies that have one of `genres` (if any) and a year in the range."""
+        pos = self.positions(np.asarray(movie_ids))
+        ok = pos >= 0
+        pos = np.where(ok, pos, 0)
+        if genres:
+            columns = [self.genres.index(g) for g in genres if g in self.genres]
+            ok &= self._genre_matrix[pos][:, columns].any(axis=1) if columns else False
+        if year_min is not None:
+            ok &= self._years[pos] >= year_min
+        if year_max is not None:
+            ok &= (self._years[pos] <= year_max) & (self._years[pos] >= 0)
+        return ok
 
     def most_rated(self, limit: int = 10) -> list[Movie]:
         order = np.lexsort((self.ids, -self._popularity))[:limit]

@@ -68,7 +68,8 @@ def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
 
     ratings = recommend.tutorial_query(args.like or [], args.dislike or [])
     with open_reader(settings) as store:
-        answer = recommend.recommend(store, ratings, limit=args.limit, neighbors=args.neighbors)
+        answer = recommend.recommend(store, ratings, limit=args.limit, neighbors=args.neighbors,
+                                     model=args.model)
     items = [r.to_dict() for r in answer.items]
     if args.json:
         print(json.dumps(items, indent=2))
@@ -148,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--like", type=int, action="append", metavar="MOVIE_ID")
     p.add_argument("--dislike", type=int, action="append", metavar="MOVIE_ID")
     p.add_argument("--limit", type=int, default=5)
-    p.add_argument("--neighbors", type=int, default=20)
+    p.add_argument("--neighbors", type=int, default=None,
+                   help="similar users to use (default 20; user-knn 100)")
+    p.add_argument("--model", default="tutorial", choices=["tutorial", "user-knn", "item"],
+                   help="tutorial (default), user-knn, or the learned item model")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_recommend)
 

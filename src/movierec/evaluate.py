@@ -4,7 +4,6 @@ ranking of the whole catalog) and its top-k metrics, for any model given as a ra
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
+
+from movierec import itemmodel
 
 # The protocol, as RecBole's ml-1m config states it (val_interval rating "[3,inf)",
 # user/item_inter_num_interval "[10,inf)", split RS [0.8, 0.1, 0.1], order RO, group_by user,
@@ -26,6 +27,14 @@ SEED = 2020
 K = 10
 PHASES = ("valid", "test")
 METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "coverage")
+PROTOCOL = (
+    "Protocol (RecBole ML-1M): ratings >= 3; users and movies with fewer than 10 interactions "
+    "dropped until none is left; each user's interactions split 80/10/10 at random (fixed "
+    "seed); models fit on train, tuned by NDCG on valid, reported on test; every movie ranked "
+    "except the user's train + valid movies; metrics averaged over users with test movies; "
+    "coverage = distinct recommended movies / movies in the catalog. Validation scores are "
+    "lower than test scores because the test movies are still unlabelled candidates then."
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +188,10 @@ def prepare_split(
     if not keep.any():
         raise ValueError("no interactions left after filtering (ratings >= 3, 10-core)")
     return split_interactions(
-        np.asarray(user_ids)[keep], np.asarray(movie_ids)[keep], np.asarray(ratings)[keep], seed=seed
+        np.asarray(user_ids)[keep],
+        np.asarray(movie_ids)[keep],
+        np.asarray(ratings)[keep],
+        seed=seed,
     )
 
 
@@ -200,17 +212,19 @@ class Ranker(Protocol):
 
 
 def top_k(scores: np.ndarray, excluded: sp.csr_matrix | None, k: int) -> np.ndarray:
-    """Column indices of the k best scores per row, exclusions applied; ties go to the lower
-    column index so that results do not depend on the sort algorithm."""
+    """Column indices of the k best scores per row, exclusions applied, -1 where a row has
+    fewer than k allowed items. Equal scores are ordered by column index (exactly so unless
+    more than 32 items tie at the k-th place), so results do not depend on the sort algorithm."""
     scores = np.array(scores, dtype=np.float64, copy=True)
     if excluded is not None:
         coo = excluded.tocoo()
         scores[coo.row, coo.col] = -np.inf
     k_eff = min(k, scores.shape[1])
-    # Take a few more than k before the exact sort so that ties at the boundary resolve by index.
     m = min(scores.shape[1], k_eff + 32)
-    part = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < scores.shape[1] else np.tile(
-        np.arange(scores.shape[1]), (scores.shape[0], 1)
+    part = (
+        np.argpartition(-scores, m - 1, axis=1)[:, :m]
+        if m < scores.shape[1]
+        else np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
     )
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -part_scores), axis=1)[:, :k_eff]
@@ -235,6 +249,15 @@ def matrix_ranker(item_weights: np.ndarray | sp.spmatrix, *, binary: bool = True
     return rank
 
 
+def item_weights_ranker(model: itemmodel.ItemWeights) -> Ranker:
+    """Ranker for a learned item model (its own query values for the person's ratings)."""
+
+    def rank(history: sp.csr_matrix, excluded: sp.csr_matrix, k: int) -> np.ndarray:
+        return top_k(model.scores(history), excluded, k)
+
+    return rank
+
+
 def popularity_ranker(train: sp.csr_matrix) -> Ranker:
     """The most popular training items the user has not seen yet."""
     counts = np.asarray((train > 0).sum(axis=0), dtype=np.float64).ravel()
@@ -246,7 +269,9 @@ def popularity_ranker(train: sp.csr_matrix) -> Ranker:
 
 
 def movie_id_ranker(
-    rank_movies: Callable[[list[np.ndarray], list[np.ndarray], list[np.ndarray], int], list[Sequence[int]]],
+    rank_movies: Callable[
+        [list[np.ndarray], list[np.ndarray], list[np.ndarray], int], list[Sequence[int]]
+    ],
     movie_ids: np.ndarray,
 ) -> Ranker:
     """Adapt a ranker that speaks movie ids (as a Qdrant-served model does) to columns.
@@ -257,14 +282,27 @@ def movie_id_ranker(
     movie_ids = np.asarray(movie_ids)
     column_of = {int(m): c for c, m in enumerate(movie_ids)}
 
+    def column(movie: int) -> int:
+        try:
+            return column_of[int(movie)]
+        except KeyError:  # the protocol ranks the split's catalog only: filter the others out
+            raise ValueError(
+                f"ranker returned movie {movie}, which is not in the evaluated catalog"
+            ) from None
+
     def rank(history: sp.csr_matrix, excluded: sp.csr_matrix, k: int) -> np.ndarray:
-        hist = [movie_ids[history.indices[a:b]] for a, b in zip(history.indptr[:-1], history.indptr[1:])]
+        hist = [
+            movie_ids[history.indices[a:b]] for a, b in zip(history.indptr[:-1], history.indptr[1:])
+        ]
         vals = [history.data[a:b] for a, b in zip(history.indptr[:-1], history.indptr[1:])]
-        excl = [movie_ids[excluded.indices[a:b]] for a, b in zip(excluded.indptr[:-1], excluded.indptr[1:])]
+        excl = [
+            movie_ids[excluded.indices[a:b]]
+            for a, b in zip(excluded.indptr[:-1], excluded.indptr[1:])
+        ]
         lists = rank_movies(hist, vals, excl, k)
         best = np.full((history.shape[0], k), -1, dtype=np.int64)
         for row, movies in enumerate(lists):
-            cols = [column_of[int(m)] for m in list(movies)[:k]]
+            cols = [column(m) for m in list(movies)[:k]]
             best[row, : len(cols)] = cols
         return best
 
@@ -294,8 +332,8 @@ def user_metrics(recommended: np.ndarray, targets: sp.csr_matrix) -> dict[str, n
     recommended: (n, k) column indices best first (-1 = no item); targets: (n, items) nonzero
     where the item is relevant. Users without targets get NaN.
     """
-    n, k = recommended.shape
-    relevant = targets[np.arange(n)].toarray() > 0 if n else np.zeros((0, targets.shape[1]), bool)
+    k = recommended.shape[1]
+    relevant = targets.toarray() > 0
     valid = recommended >= 0
     hits = np.take_along_axis(relevant, np.where(valid, recommended, 0), axis=1) & valid
     n_relevant = relevant.sum(axis=1)
@@ -340,7 +378,9 @@ def evaluate_ranker(
         rows = users[start : start + batch_size]
         recommended = np.asarray(ranker(history[rows], excluded[rows], k))
         if recommended.shape != (len(rows), k):
-            raise ValueError(f"ranker returned shape {recommended.shape}, expected {(len(rows), k)}")
+            raise ValueError(
+                f"ranker returned shape {recommended.shape}, expected {(len(rows), k)}"
+            )
         _check_exclusions(recommended, excluded[rows])
         for name, values in user_metrics(recommended, targets[rows]).items():
             sums[name] += float(np.sum(values))
@@ -372,7 +412,9 @@ def _progress(total: int, progress: bool | str):
         from tqdm import tqdm
     except ImportError:  # progress is a nicety; the numbers do not need it
         return None
-    return tqdm(total=total, desc=progress if isinstance(progress, str) else None, unit="user", leave=False)
+    return tqdm(
+        total=total, desc=progress if isinstance(progress, str) else None, unit="user", leave=False
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,25 +445,46 @@ class ModelResult:
 
     def row(self) -> dict[str, Any]:
         """The results.json object of this model."""
-        return {"model": self.model, "params": self.params, **self.test.as_dict()}
+        params = json.loads(json.dumps(self.params))  # plain JSON types (dict keys as strings)
+        return {"model": self.model, "params": params, **self.test.as_dict()}
 
 
-def evaluate_model(model: Model, split: Split, *, k: int = K, progress: bool = False) -> ModelResult:
+def evaluate_model(
+    model: Model, split: Split, *, k: int = K, progress: bool = False
+) -> ModelResult:
     """Tune `model` on the validation part, then evaluate its best setting on test."""
+    if not model.grid:
+        raise ValueError(f"model {model.name!r} has an empty parameter grid")
     started = time.perf_counter()
     train = split.ratings.multiply(split.train).tocsr()
-    tuning = []
+    tuning: list[tuple[dict[str, Any], Metrics]] = []
+    best_ranker: Ranker | None = None
     for params in model.grid:
         ranker = model.build(train, **params)
-        label = f"{model.name} {_format_params(params)} valid" if progress else False
-        tuning.append((dict(params), evaluate_ranker(ranker, split, "valid", k=k, progress=label)))
+        label = f"{model.name} {_format_params(params)} (valid)" if progress else False
+        metrics = evaluate_ranker(ranker, split, "valid", k=k, progress=label)
+        if best_ranker is None or metrics.ndcg > max(m.ndcg for _, m in tuning):
+            best_ranker = ranker  # keep only the best fitted model, not all of them
+        tuning.append((dict(params), metrics))
+        del ranker
     best_params, best_valid = max(tuning, key=lambda pair: pair[1].ndcg)
-    ranker = model.build(train, **best_params)
-    label = f"{model.name} test" if progress else False
-    test = evaluate_ranker(ranker, split, "test", k=k, progress=label)
+    label = f"{model.name} (test)" if progress else False
+    test = evaluate_ranker(best_ranker, split, "test", k=k, progress=label)
     return ModelResult(
-        model.name, best_params, test, best_valid, time.perf_counter() - started, model.main_param, tuning
+        model.name,
+        best_params,
+        test,
+        best_valid,
+        time.perf_counter() - started,
+        model.main_param,
+        tuning,
     )
+
+
+def evaluate_models(
+    split: Split, models: Iterable[Model], *, k: int = K, progress: bool = False
+) -> list[ModelResult]:
+    return [evaluate_model(m, split, k=k, progress=progress) for m in models]
 
 
 def run_evaluation(
@@ -433,37 +496,82 @@ def run_evaluation(
     seed: int = SEED,
     k: int = K,
     progress: bool = False,
+    output_dir: str | Path | None = None,
 ) -> list[ModelResult]:
-    """The whole protocol on raw ratings arrays: filter, split, tune and test each model."""
+    """The whole protocol on raw ratings arrays: filter, split, tune and test each model
+    (the baselines and the numpy item model when `models` is None); with `output_dir`, write
+    results.json and results.md there."""
     split = prepare_split(user_ids, movie_ids, ratings, seed=seed)
-    return [evaluate_model(m, split, k=k, progress=progress) for m in (models or baseline_models())]
+    results = evaluate_models(
+        split, baseline_models() if models is None else models, k=k, progress=progress
+    )
+    if output_dir is not None:
+        write_results(results, output_dir, split, k=k)
+    return results
 
 
-def baseline_models() -> list[Model]:
-    """Popularity, EASE and item-kNN cosine, and the learned item model, with their grids."""
-    from movierec import itemmodel
-
+def baseline_models(quick: bool = False) -> list[Model]:
+    """Popularity, item-kNN cosine, EASE and the learned item model (numpy), with their grids
+    (`quick`: each model's usual best setting only)."""
+    knn = (200,) if quick else (25, 50, 100, 200, 400)
+    ease = (800.0,) if quick else (100.0, 200.0, 300.0, 500.0, 800.0, 1200.0)
+    item = [itemmodel.ITEM_MODEL_DEFAULTS] if quick else itemmodel.ITEM_MODEL_GRID
     return [
         Model("popularity", lambda train: popularity_ranker(train)),
         Model(
             "item-knn",
             lambda train, neighbors: matrix_ranker(itemmodel.cosine_knn_weights(train, neighbors)),
-            [{"neighbors": n} for n in (25, 50, 100, 200, 400)],
+            [{"neighbors": n} for n in knn],
             "neighbors",
         ),
         Model(
             "ease",
             lambda train, l2: matrix_ranker(itemmodel.ease_weights(train, l2)),
-            [{"l2": lam} for lam in (100.0, 200.0, 300.0, 500.0, 800.0, 1200.0)],
+            [{"l2": lam} for lam in ease],
             "l2",
         ),
         Model(
             "item",
-            lambda train, **params: matrix_ranker(itemmodel.learn_item_weights(train, **params).weights),
-            itemmodel.ITEM_MODEL_GRID,
+            lambda train, **params: item_weights_ranker(
+                itemmodel.learn_item_weights(train, **params)
+            ),
+            item,
             itemmodel.ITEM_MODEL_MAIN_PARAM,
         ),
     ]
+
+
+def main(args: Any, settings: Any) -> int:
+    """`movierec evaluate [--dataset NAME] [--data DIR] [--output DIR] [--quick]`."""
+    import sys
+
+    from movierec import movielens
+
+    name = args.dataset or settings.movielens_dataset
+    folder = args.data or settings.movielens_dir
+    progress = sys.stderr.isatty()
+    if folder is None:
+        folder = movielens.fetch(
+            name,
+            settings.movielens_cache,
+            settings.movielens_url,
+            settings.movielens_md5,
+            progress=progress,
+        )
+    dataset = movielens.load(Path(folder), name)
+    started = time.perf_counter()
+    split = prepare_split(dataset.user_ids, dataset.movie_ids, dataset.ratings)
+    results = evaluate_models(split, baseline_models(quick=args.quick), progress=progress)
+    print(
+        f"{name}: {split.n_users} users, {split.n_items} movies, {split.ratings.nnz} interactions "
+        f"(ratings >= {MIN_RATING}, 10-core), split 80/10/10 per user with seed {SEED}; "
+        f"tuned on valid, test shown ({time.perf_counter() - started:.0f} s)"
+    )
+    print(format_table(results))
+    if args.output is not None:
+        write_results(results, args.output, split)
+        print(f"wrote {Path(args.output) / 'results.json'} and {Path(args.output) / 'results.md'}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,6 +583,8 @@ def _format_params(params: Mapping[str, Any]) -> str:
 
 
 def _format_value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "/".join(f"{_format_value(k)}:{_format_value(v)}" for k, v in value.items())
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -488,9 +598,11 @@ def format_table(results: Sequence[ModelResult], k: int = K) -> str:
         for r in results
     ]
     widths = [max(len(str(row[c])) for row in [header] + lines) for c in range(len(header))]
-    fmt = lambda row: "  ".join(  # noqa: E731
-        str(cell).ljust(w) if c < 2 else str(cell).rjust(w) for c, (cell, w) in enumerate(zip(row, widths))
-    )
+
+    def fmt(row: list[str]) -> str:
+        cells = zip(row, widths)
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(cells))
+
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(row) for row in lines])
 
 
@@ -506,19 +618,17 @@ def format_markdown(results: Sequence[ModelResult], split: Split | None = None, 
     ]
     for r in results:
         cells = [f"{getattr(r.test, name):.4f}" for name in METRICS]
-        out.append(f"| {r.model} | {_format_params(r.params)} | " + " | ".join(cells) + f" | {r.seconds:.1f} s |")
-    out += [
-        "",
-        "Protocol (RecBole ML-1M): ratings >= 3; users and movies with fewer than 10 interactions "
-        "dropped until none is left; each user's interactions split 80/10/10 at random (fixed "
-        "seed); models fit on train, tuned by NDCG on valid, reported on test; every movie ranked "
-        "except the user's train + valid movies; metrics averaged over users with test movies; "
-        "coverage = distinct recommended movies / movies in the catalog.",
-    ]
+        out.append(
+            f"| {r.model} | {_format_params(r.params)} | "
+            + " | ".join(cells)
+            + f" | {r.seconds:.1f} s |"
+        )
+    out += ["", PROTOCOL]
     if split is not None:
         out.append(
-            f"\nData: {split.n_users} users, {split.n_items} movies, {split.ratings.nnz} interactions "
-            f"({split.train.nnz} train / {split.valid.nnz} valid / {split.test.nnz} test)."
+            f"\nData: {split.n_users} users, {split.n_items} movies, "
+            f"{split.ratings.nnz} interactions ({split.train.nnz} train / {split.valid.nnz} "
+            f"valid / {split.test.nnz} test)."
         )
     for r in results:
         points = [(p[r.main_param], m.ndcg) for p, m in r.tuning if r.main_param in p]
@@ -542,13 +652,15 @@ def format_markdown(results: Sequence[ModelResult], split: Split | None = None, 
     return "\n".join(out) + "\n"
 
 
-def write_results(results: Sequence[ModelResult], output_dir: str | Path, split: Split | None = None) -> None:
+def write_results(
+    results: Sequence[ModelResult],
+    output_dir: str | Path,
+    split: Split | None = None,
+    *,
+    k: int = K,
+) -> None:
     """DIR/results.json (one object per model) and DIR/results.md."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([r.row() for r in results], indent=2) + "\n")
-    (out / "results.md").write_text(format_markdown(results, split))
-
-
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else 0.0
+    (out / "results.md").write_text(format_markdown(results, split, k=k))

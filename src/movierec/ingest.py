@@ -18,7 +18,7 @@ from movierec import movielens, schema
 from movierec.config import Settings
 from movierec.errors import DataError, StoreUnavailable
 from movierec.store import MoviePoints, StoreWriter, open_writer, wait_until_reachable
-from movierec.vectors import RatingStats, SparseVector, UserVectors, user_vectors
+from movierec.vectors import RatingStats, SparseVector, UserVectors, liked_vectors, user_vectors
 
 USER_BATCH = 1_000
 MOVIE_BATCH = 2_000
@@ -32,6 +32,7 @@ class Prepared:
     vectors: UserVectors
     user_payloads: list[dict[str, Any]]
     movies: MoviePoints
+    liked: UserVectors | None = None  # the user-knn model's vectors (rows may be empty)
 
 
 @dataclass
@@ -59,11 +60,7 @@ def movie_payloads(dataset: movielens.Dataset) -> list[dict[str, Any]]:
     """One payload per movie: id, title, year, genres, and how often / how well it was rated."""
     movies = dataset.movies
     ids = movies["movie_id"].to_numpy()
-    pos = np.searchsorted(ids, dataset.movie_ids, sorter=np.argsort(ids))
-    order = np.argsort(ids)
-    slot = order[pos]
-    counts = np.bincount(slot, minlength=ids.size)
-    sums = np.bincount(slot, weights=dataset.ratings, minlength=ids.size)
+    counts, sums = _per_movie(ids, dataset.movie_ids, dataset.ratings)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     years = movies["year"].astype(object).where(movies["year"].notna(), None).tolist()
@@ -83,9 +80,39 @@ def movie_payloads(dataset: movielens.Dataset) -> list[dict[str, Any]]:
     ]
 
 
+# Movie ids up to this many times the number of movies are counted in a dense array indexed by
+# id (one bincount); sparser ids are located by binary search instead.
+DENSE_ID_FACTOR = 64
+
+
+def _per_movie(ids: np.ndarray, rated: np.ndarray, stars: np.ndarray):
+    """(number of ratings, sum of stars) per movie of `ids`, from every rating's movie id."""
+    if not ids.size:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    top = int(max(ids.max(), rated.max() if rated.size else 0)) + 1
+    if top <= DENSE_ID_FACTOR * ids.size + 1_000:
+        # The same additions, in the same order, as a bincount over each movie's slot.
+        return (np.bincount(rated, minlength=top)[ids],
+                np.bincount(rated, weights=stars, minlength=top)[ids])
+    order = np.argsort(ids)
+    slot = order[np.searchsorted(ids[order], rated)]
+    return (np.bincount(slot, minlength=ids.size),
+            np.bincount(slot, weights=stars, minlength=ids.size))
+
+
+def _plain_column(values: pd.Series) -> list[Any]:
+    """A column as JSON-friendly Python values: numpy scalars unboxed, NaN and <NA> as None."""
+    out = values.tolist()
+    if values.hasnans:
+        out = [_plain(v) for v in out]
+    return out
+
+
 def user_payloads(dataset: movielens.Dataset, user_ids: np.ndarray) -> list[dict[str, Any]]:
     """Payloads aligned with `user_ids`; demographic fields where the dataset has them."""
     columns = [c for c in schema.USER_FIELDS if c in dataset.users.columns]
+    if columns == ["user_id"]:  # csv datasets (and ml-10m): no demographics, 1M+ users at scale
+        return [{"user_id": u} for u in np.asarray(user_ids).tolist()]
     frame = (
         dataset.users[columns]
         .drop_duplicates("user_id")
@@ -93,8 +120,8 @@ def user_payloads(dataset: movielens.Dataset, user_ids: np.ndarray) -> list[dict
         .reindex(user_ids)
         .reset_index()
     )
-    records = frame.to_dict("records")
-    return [{k: _plain(v) for k, v in r.items()} for r in records]
+    values = [_plain_column(frame[c]) for c in columns]
+    return [dict(zip(columns, row)) for row in zip(*values)]
 
 
 def prepare(
@@ -106,7 +133,8 @@ def prepare(
     stats = RatingStats.of(dataset.ratings)
     vectors = user_vectors(dataset.user_ids, dataset.movie_ids, dataset.ratings, stats)
     movies = MoviePoints(payloads=movie_payloads(dataset))
-    models: dict[str, Any] = {"tutorial": {}}
+    liked = liked_vectors(vectors, stats, schema.LIKED_STARS)
+    models: dict[str, Any] = {"tutorial": {}, "user-knn": {"liked_stars": schema.LIKED_STARS}}
     if item_vectors is not None:
         params, vectors_by_movie = item_vectors(dataset, stats)
         for v in vectors_by_movie:
@@ -124,7 +152,7 @@ def prepare(
         "models": models,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return Prepared(meta, vectors, user_payloads(dataset, vectors.user_ids), movies)
+    return Prepared(meta, vectors, user_payloads(dataset, vectors.user_ids), movies, liked)
 
 
 def write(writer: StoreWriter, prepared: Prepared, progress: bool = True) -> str:
@@ -138,6 +166,8 @@ def write(writer: StoreWriter, prepared: Prepared, progress: bool = True) -> str
             for start in range(0, n_users, USER_BATCH):
                 stop = min(start + USER_BATCH, n_users)
                 writer.write_users(prepared.vectors, prepared.user_payloads, start, stop)
+                if prepared.liked is not None:
+                    writer.write_user_vectors(schema.LIKED_VECTOR, prepared.liked, start, stop)
                 bar.update(stop - start)
             for start in range(0, n_movies, MOVIE_BATCH):
                 stop = min(start + MOVIE_BATCH, n_movies)
@@ -185,6 +215,8 @@ def run(
     t2 = time.perf_counter()
     seconds["parse"] = t2 - t1
     prepared = prepare(dataset, item_vectors)
+    n_ratings = dataset.n_ratings
+    del dataset  # the ratings arrays (2.4 GB at 100M ratings) are not needed to write
     t3 = time.perf_counter()
     seconds["vectors"] = t3 - t2
     if wait_seconds:
@@ -193,6 +225,6 @@ def run(
     seconds["write"] = time.perf_counter() - t3
     seconds["total"] = time.perf_counter() - t0
     return IngestReport(
-        version, name, len(prepared.vectors), len(prepared.movies.payloads), dataset.n_ratings,
+        version, name, len(prepared.vectors), len(prepared.movies.payloads), n_ratings,
         seconds,
     )

@@ -238,6 +238,64 @@ def _read_bytes(path: Path) -> bytes:
 
 _FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
+# Rows per chunk of the fast ratings reader: bounds its working memory beside the result.
+FAST_CHUNK_ROWS = 4_000_000
+
+
+def _count_lines(path: Path) -> int:
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
+def _fast_ratings(
+    path: Path, sep: str, names: list[str], header: bool, columns: tuple[str, str, str, str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Ratings read straight from disk, in chunks, into arrays sized by a line count.
+
+    Only for well-formed files: every column typed (ids and timestamps integer, rating float),
+    and every column named "_" must be empty (ml-1m's '::' read as two ':' separators). On
+    anything else it returns None and the careful `_table` path finds the line and says what is
+    wrong. Peak memory is the result plus one chunk, never a copy of the file.
+    """
+    user, movie, rating, timestamp = columns
+    try:
+        rows = _count_lines(path) - (1 if header else 0)
+    except OSError:
+        return None
+    if rows <= 0:
+        return None
+    user_ids = np.empty(rows, dtype=np.int64)
+    movie_ids = np.empty(rows, dtype=np.int64)
+    stars = np.empty(rows, dtype=np.float64)
+    dtype = {c: np.float64 for c in names}
+    dtype.update({user: np.int64, movie: np.int64, timestamp: np.int64})
+    done = 0
+    try:
+        with pd.read_csv(
+            path, sep=sep, header=0 if header else None, names=names, dtype=dtype, engine="c",
+            encoding="latin-1", skip_blank_lines=False, keep_default_na=False, na_values=[""],
+            chunksize=FAST_CHUNK_ROWS,
+        ) as chunks:
+            for chunk in chunks:
+                end = done + len(chunk)
+                if end > rows or chunk[rating].isna().any():
+                    return None
+                if any(chunk[c].notna().any() for c in names if c.startswith("_")):
+                    return None
+                user_ids[done:end] = chunk[user].to_numpy()
+                movie_ids[done:end] = chunk[movie].to_numpy()
+                stars[done:end] = chunk[rating].to_numpy()
+                done = end
+    except (ValueError, OverflowError, pd.errors.ParserError, UnicodeDecodeError):
+        return None
+    if done != rows:
+        return None
+    return user_ids, movie_ids, stars
+
 
 def _table(
     path: Path,
@@ -290,6 +348,10 @@ def _table(
 
 
 def _check_ids(path: Path, values: np.ndarray, column: str, first: int) -> np.ndarray:
+    if values.dtype.kind in "iu" and values.size:
+        # Integers need only a range check: min/max make no temporary arrays at 100M ratings.
+        if values.min() >= 0 and values.max() <= MAX_ID:
+            return values.astype(np.int64, copy=False)
     bad = (values < 0) | (values > MAX_ID) | (values != np.floor(values))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -300,9 +362,14 @@ def _check_ids(path: Path, values: np.ndarray, column: str, first: int) -> np.nd
 
 
 def _ratings(path: Path, frame: pd.DataFrame, user: str, movie: str, rating: str, first: int):
-    user_ids = _check_ids(path, frame[user].to_numpy(), user, first)
-    movie_ids = _check_ids(path, frame[movie].to_numpy(), movie, first)
-    stars = frame[rating].to_numpy(dtype=np.float64)
+    return _checked_ratings(path, frame[user].to_numpy(), frame[movie].to_numpy(),
+                            frame[rating].to_numpy(dtype=np.float64), user, movie, first)
+
+
+def _checked_ratings(path: Path, users: np.ndarray, movies: np.ndarray, stars: np.ndarray,
+                     user: str, movie: str, first: int):
+    user_ids = _check_ids(path, users, user, first)
+    movie_ids = _check_ids(path, movies, movie, first)
     bad = ~((stars >= MIN_RATING) & (stars <= MAX_RATING))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -311,15 +378,25 @@ def _ratings(path: Path, frame: pd.DataFrame, user: str, movie: str, rating: str
             f"got {stars[row]}"
         )
     # A second rating of the same movie by the same user would become a duplicate sparse index.
-    order = np.lexsort((movie_ids, user_ids))
-    same = (np.diff(user_ids[order]) == 0) & (np.diff(movie_ids[order]) == 0)
-    if same.any():
+    # Both ids are u32, so (user, movie) packs into one u64: one vectorized sort finds a repeat,
+    # and the slower lexsort runs only to name its line.
+    pairs = np.sort(pair_keys(user_ids, movie_ids))
+    if pairs.size > 1 and np.any(pairs[1:] == pairs[:-1]):
+        order = np.lexsort((movie_ids, user_ids))
+        same = (np.diff(user_ids[order]) == 0) & (np.diff(movie_ids[order]) == 0)
         dup = order[np.flatnonzero(same) + 1]
         row = int(dup.min())
         raise DataError(
             f"{path}:{row + first}: user {user_ids[row]} rated movie {movie_ids[row]} twice"
         )
     return user_ids, movie_ids, stars
+
+
+def pair_keys(user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
+    """(user, movie) ids in 0..MAX_ID as one u64 each, ordered like the pair (user first)."""
+    keys = user_ids.astype(np.uint64) << np.uint64(32)
+    keys |= movie_ids.astype(np.uint64)
+    return keys
 
 
 _YEAR = r"\((\d{4})\)\s*$"
@@ -358,17 +435,26 @@ def _split_dat(path: Path, data: bytes, n_fields: int) -> pd.DataFrame:
 
 def _load_dat(folder: Path, name: str) -> Dataset:
     ratings_path = folder / "ratings.dat"
-    raw = _read_bytes(ratings_path)
-    # Ratings are digits only, so '::' can safely become a one-byte separator for the C parser.
-    table = _table(
-        ratings_path,
-        raw.replace(b"::", b"\t"),
-        "\t",
-        ["user_id", "movie_id", "rating", "timestamp"],
-        header=False,
-        numeric=["user_id", "movie_id", "rating", "timestamp"],
+    # Ratings are digits only: read with ':' as the separator, '::' is two fields with an empty
+    # one between them, so the C parser reads the file from disk as it is.
+    fast = _fast_ratings(
+        ratings_path, ":", ["user_id", "_1", "movie_id", "_2", "rating", "_3", "timestamp"],
+        header=False, columns=("user_id", "movie_id", "rating", "timestamp"),
     )
-    user_ids, movie_ids, stars = _ratings(ratings_path, table, "user_id", "movie_id", "rating", 1)
+    if fast is not None:
+        user_ids, movie_ids, stars = _checked_ratings(ratings_path, *fast, "user_id", "movie_id", 1)
+    else:
+        # Ratings are digits only, so '::' can safely become a one-byte separator for the C parser.
+        table = _table(
+            ratings_path,
+            _read_bytes(ratings_path).replace(b"::", b"\t"),
+            "\t",
+            ["user_id", "movie_id", "rating", "timestamp"],
+            header=False,
+            numeric=["user_id", "movie_id", "rating", "timestamp"],
+        )
+        user_ids, movie_ids, stars = _ratings(ratings_path, table, "user_id", "movie_id", "rating",
+                                              1)
 
     movies_path = folder / "movies.dat"
     parts = _split_dat(movies_path, _read_bytes(movies_path), 3)
@@ -443,15 +529,21 @@ def _load_100k(folder: Path, name: str) -> Dataset:
 
 def _load_csv(folder: Path, name: str) -> Dataset:
     ratings_path = folder / "ratings.csv"
-    table = _table(
-        ratings_path,
-        _read_bytes(ratings_path),
-        ",",
-        ["userId", "movieId", "rating", "timestamp"],
-        header=True,
-        numeric=["userId", "movieId", "rating", "timestamp"],
-    )
-    user_ids, movie_ids, stars = _ratings(ratings_path, table, "userId", "movieId", "rating", 2)
+    columns = ("userId", "movieId", "rating", "timestamp")
+    fast = _fast_ratings(ratings_path, ",", list(columns), header=True, columns=columns)
+    if fast is not None:
+        user_ids, movie_ids, stars = _checked_ratings(ratings_path, *fast, "userId", "movieId", 2)
+    else:
+        table = _table(
+            ratings_path,
+            _read_bytes(ratings_path),
+            ",",
+            list(columns),
+            header=True,
+            numeric=list(columns),
+        )
+        user_ids, movie_ids, stars = _ratings(ratings_path, table, "userId", "movieId", "rating",
+                                              2)
 
     movies_path = folder / "movies.csv"
     movie_table = _table(
@@ -481,3 +573,18 @@ def check_movies_known(dataset: Dataset) -> None:
             f"{dataset.files.get('ratings')}:{row + first}: movie {dataset.movie_ids[row]} "
             "is not in the movies file"
         )
+
+
+def dataset_folder(settings, name: str | None = None, data_dir: Path | str | None = None,
+                   progress: bool = True) -> Path:
+    """The folder holding dataset `name`'s files: `data_dir` (or MOVIELENS_DIR) when given, else
+    the checksum-verified download in MOVIELENS_CACHE (fetched once, then reused)."""
+    name = name or settings.movielens_dataset
+    folder = data_dir or settings.movielens_dir
+    if folder is None:
+        return fetch(name, settings.movielens_cache, settings.movielens_url,
+                     settings.movielens_md5, progress=progress)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such dataset folder (check MOVIELENS_DIR or --data)")
+    return folder

@@ -1,34 +1,57 @@
-"""Neighbours -> scores: the tutorial's user-based collaborative filtering, in numpy.
+"""Neighbours -> scores, in numpy: the tutorial's user-based filtering, a tuned user-kNN, and
+the learned item model, all served from Qdrant.
 
-A person's ratings become a sparse query; Qdrant returns the most similar users with their
-rating vectors; each movie the person has not rated scores the sum of those users' ratings.
+- tutorial: a person's ratings become a sparse query; Qdrant returns the most similar users
+  (dot product of z-scored ratings) with their rating vectors; each movie the person has not
+  rated scores the plain sum of those users' normalized ratings. Kept exact.
+- user-knn: the same, on unit-length "liked" vectors (cosine similarity), more neighbours, and
+  each neighbour's liked movies weighted by similarity^power.
+- item: each movie carries a learned sparse vector of item-item weights; the person's movies
+  form the query, so one sparse query (with the person's movies and the genre/year filters in
+  it) returns the recommended movies directly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from movierec.catalog import Movie
+from movierec import schema
+from movierec.catalog import Movie, MovieCatalog
 from movierec.errors import NotFoundError, QueryError
-from movierec.store import Neighbor, StoreReader
+from movierec.itemmodel import query_weight
+from movierec.store import MovieFilter, Neighbor, StoreReader
 from movierec.vectors import RatingStats, SparseVector, query_vector
 
 MAX_RATINGS = 1_000
 MAX_LIMIT = 100
 MAX_NEIGHBORS = 1_000
+MAX_TIE_FETCH = 4_000
+
+# user-knn: cosine on liked movies, chosen on ML-1M's validation split (movierec evaluate).
+USER_KNN_NEIGHBORS = 100
+USER_KNN_POWER = 2.0
+
+MODELS = {
+    "item": "a learned item-item model (EASE family: dropout-regularized linear autoencoder "
+    "with a low-pass term), one sparse query against the movies' vectors",
+    "user-knn": "user kNN: cosine similarity of liked movies, 100 neighbours, "
+    "similarity-squared weights",
+    "tutorial": "the tutorial: z-scored ratings, dot product, 20 neighbours, plain sum",
+}
 
 
 @dataclass(frozen=True)
 class Recommendation:
     movie: Movie
     score: float
+    why: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         m = self.movie
         return {"movie_id": m.movie_id, "title": m.title, "genres": list(m.genres),
-                "year": m.year, "score": self.score}
+                "year": m.year, "score": self.score, "why": self.why}
 
 
 @dataclass(frozen=True)
@@ -36,6 +59,16 @@ class Answer:
     model: str
     neighbors: int
     items: list[Recommendation]
+
+
+def available_models(store: StoreReader) -> list[str]:
+    """The models the live data supports, best first (the item model needs its vectors)."""
+    learned = store.meta().get("models", {})
+    return [m for m in MODELS if m in learned or m == "tutorial"]
+
+
+def default_model(store: StoreReader) -> str:
+    return available_models(store)[0]
 
 
 def tutorial_query(likes, dislikes) -> dict[int, float]:
@@ -49,8 +82,7 @@ def tutorial_query(likes, dislikes) -> dict[int, float]:
     return ratings
 
 
-def validate_ratings(store: StoreReader, ratings: dict[int, float], scale: str) -> SparseVector:
-    """Check a person's ratings against the catalog and turn them into the query vector."""
+def _check_ratings(store: StoreReader, ratings: dict[int, float], scale: str) -> None:
     if not ratings:
         raise QueryError("ratings are empty: rate at least one movie")
     if len(ratings) > MAX_RATINGS:
@@ -64,11 +96,30 @@ def validate_ratings(store: StoreReader, ratings: dict[int, float], scale: str) 
         bad = [m for m, r in ratings.items() if not 0.5 <= r <= 5]
         if bad:
             raise QueryError(f"movie {bad[0]}: star ratings must be between 0.5 and 5")
-        stats = RatingStats(**store.meta()["rating_stats"])
-        ratings = {m: float(stats.normalize(np.array(r))) for m, r in ratings.items()}
     elif scale != "unit":
         raise QueryError(f"unknown scale {scale!r}: use 'unit' (like +1 / dislike -1) or 'stars'")
+
+
+def validate_ratings(store: StoreReader, ratings: dict[int, float], scale: str) -> SparseVector:
+    """Check a person's ratings against the catalog and turn them into the tutorial's query."""
+    _check_ratings(store, ratings, scale)
+    if scale == "stars":
+        stats = RatingStats(**store.meta()["rating_stats"])
+        ratings = {m: float(stats.normalize(np.array(r))) for m, r in ratings.items()}
     return query_vector(ratings)
+
+
+def _liked_query(ratings: dict[int, float], scale: str) -> SparseVector:
+    """user-knn's query: liked movies positive, disliked negative, scaled to unit length."""
+    if scale == "stars":
+        signed = {m: (1.0 if r >= schema.LIKED_STARS else -1.0) for m, r in ratings.items()}
+    else:
+        signed = {m: float(r) for m, r in ratings.items() if r != 0}
+    if not signed:
+        raise QueryError("ratings are all 0: like (+1) or dislike (-1) at least one movie")
+    vector = query_vector(signed)
+    norm = float(np.sqrt(np.sum(vector.values.astype(np.float64) ** 2)))
+    return SparseVector(vector.indices, (vector.values / norm).astype(np.float32))
 
 
 def _check_sizes(limit: int, neighbors: int) -> None:
@@ -78,22 +129,44 @@ def _check_sizes(limit: int, neighbors: int) -> None:
         raise QueryError(f"neighbors must be between 1 and {MAX_NEIGHBORS}, got {neighbors}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Neighbours
+
+
+def _liked_threshold(store: StoreReader) -> float:
+    stats = RatingStats(**store.meta()["rating_stats"])
+    return (schema.LIKED_STARS - stats.mean) / stats.std - 1e-6
+
+
+def _liked_part(vector: SparseVector, threshold: float) -> SparseVector:
+    """A user's liked vector, derived from their ratings exactly as the ingest stored it."""
+    keep = vector.values >= threshold
+    n = int(keep.sum())
+    value = np.float32(1.0 / np.sqrt(max(n, 1)))
+    return SparseVector(vector.indices[keep], np.full(n, value, dtype=np.float32))
+
+
 def similar_users(
-    store: StoreReader, query: SparseVector, neighbors: int, exclude_user: int | None = None
+    store: StoreReader,
+    query: SparseVector,
+    neighbors: int,
+    exclude_user: int | None = None,
+    using: str = schema.RATINGS_VECTOR,
 ) -> list[Neighbor]:
     """The top `neighbors` users by dot product, in a canonical order.
 
     Equal dot products are common (few query movies, five rating values), and engines order
     ties differently; so a few extra users are fetched, each similarity is recomputed exactly
-    in float64 from the returned vectors, and ties go to the lower user id. That makes the
-    answer identical on every store (embedded, server, local mode).
+    in float64 from the vector that was searched, and ties go to the lower user id. That makes
+    the answer identical on every store (embedded, server, local mode).
     """
+    threshold = _liked_threshold(store) if using == schema.LIKED_VECTOR else None
     fetch = neighbors + max(5, neighbors // 4)
     while True:
-        fetched = store.similar_users(query, fetch, exclude_user)
+        fetched = store.similar_users(query, fetch, exclude_user, using=using)
         if not fetched:
             return []
-        exact = _exact_scores(query, fetched)
+        exact = _exact_scores(query, fetched, threshold)
         ids = np.array([n.user_id for n in fetched])
         order = np.lexsort((ids, -exact))
         if len(fetched) < fetch or len(fetched) <= neighbors or fetch >= MAX_TIE_FETCH:
@@ -109,73 +182,223 @@ def similar_users(
             for k in order[:neighbors]]
 
 
-MAX_TIE_FETCH = 4_000
-
-
-def _exact_scores(query: SparseVector, fetched: list[Neighbor]) -> np.ndarray:
+def _exact_scores(query: SparseVector, fetched: list[Neighbor], threshold: float | None):
     """Dot products recomputed in float64, summed in index order: equal inputs, equal sums."""
     q_idx = query.indices
     q_val = query.values.astype(np.float64)
     exact = np.empty(len(fetched))
     for k, n in enumerate(fetched):
-        common, qi, ni = np.intersect1d(q_idx, n.vector.indices, assume_unique=True,
+        vector = n.vector if threshold is None else _liked_part(n.vector, threshold)
+        common, qi, ni = np.intersect1d(q_idx, vector.indices, assume_unique=True,
                                         return_indices=True)
-        exact[k] = np.dot(q_val[qi], n.vector.values[ni].astype(np.float64)) if common.size else 0.0
+        exact[k] = np.dot(q_val[qi], vector.values[ni].astype(np.float64)) if common.size else 0.0
     return exact
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation
+
+
+@dataclass
+class _Candidates:
+    movies: np.ndarray  # int64 movie ids, sorted
+    scores: np.ndarray  # float64
+    raters: np.ndarray  # how many neighbours rated each
+    z_sum: np.ndarray  # sum of those neighbours' z-scored ratings
+
+
+def _aggregate(neighbors: list[Neighbor], weights: np.ndarray | None = None,
+               threshold: float | None = None) -> _Candidates:
+    """Per movie: the neighbours' summed z-scores (the tutorial's score) and how many rated it;
+    with `weights` (user-knn), the score is instead the sum of the weights of the neighbours
+    who liked it (z-score >= threshold)."""
+    indices = np.concatenate([n.vector.indices for n in neighbors]).astype(np.int64)
+    values = np.concatenate([n.vector.values for n in neighbors]).astype(np.float64)
+    movies, slot = np.unique(indices, return_inverse=True)
+    raters = np.bincount(slot, minlength=movies.size)
+    z_sum = np.bincount(slot, weights=values, minlength=movies.size)
+    if weights is None:
+        return _Candidates(movies, z_sum, raters, z_sum)
+    per_rating = np.repeat(weights, [len(n.vector) for n in neighbors])
+    liked = np.where(values >= threshold, per_rating, 0.0)
+    return _Candidates(movies, np.bincount(slot, weights=liked, minlength=movies.size), raters,
+                       z_sum)
 
 
 def movie_scores(
     neighbors: list[Neighbor], exclude: np.ndarray, limit: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of the neighbours' normalized ratings per movie, minus excluded movies; top `limit`.
-
-    Ties are broken by movie id, so the order is the same on every store.
-    """
+    """The tutorial's scores: sum of the neighbours' normalized ratings per movie, excluded
+    movies removed, top `limit`; ties broken by movie id, so every store gives the same order."""
     if not neighbors:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    indices = np.concatenate([n.vector.indices for n in neighbors]).astype(np.int64)
-    values = np.concatenate([n.vector.values for n in neighbors]).astype(np.float64)
-    movies, slot = np.unique(indices, return_inverse=True)
-    scores = np.bincount(slot, weights=values, minlength=movies.size)
-    keep = ~np.isin(movies, exclude)
-    movies, scores = movies[keep], scores[keep]
+    c = _aggregate(neighbors, None, None)
+    keep = ~np.isin(c.movies, exclude)
+    movies, scores = c.movies[keep], c.scores[keep]
     top = np.lexsort((movies, -scores))[:limit]
     return movies[top], scores[top]
+
+
+def _stars(z: float, stats: RatingStats) -> float:
+    return round(float(z * stats.std + stats.mean), 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The models
 
 
 def recommend(
     store: StoreReader,
     ratings: dict[int, float],
     limit: int = 5,
-    neighbors: int = 20,
+    neighbors: int | None = None,
     scale: str = "unit",
+    model: str | None = None,
+    movie_filter: MovieFilter | None = None,
+    exclude: tuple[int, ...] = (),
+    knn_power: float | None = None,
+    exclude_user: int | None = None,
 ) -> Answer:
-    """Tutorial mode: top `neighbors` similar users, plain sum of their ratings."""
+    """Recommendations for a person's ratings with `model` (default: the best available).
+
+    knn_power: user-knn's similarity exponent (default USER_KNN_POWER); exclude_user: a user
+    who may not be a neighbour (the evaluation's own user, whose train ratings are stored)."""
+    model = model or default_model(store)
+    if model not in MODELS:
+        raise QueryError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
+    if model not in available_models(store):
+        raise QueryError(f"model {model!r} is not in the live data: ingest without "
+                         "--no-item-model to learn it")
+    movie_filter = movie_filter or MovieFilter()
+    if neighbors is None:
+        neighbors = {"tutorial": 20, "user-knn": USER_KNN_NEIGHBORS}.get(model, 1)
     _check_sizes(limit, neighbors)
-    query = validate_ratings(store, ratings, scale)
-    found = similar_users(store, query, neighbors)
-    movie_ids, scores = movie_scores(found, query.indices.astype(np.int64), limit)
-    return Answer("tutorial", len(found), _titled(store, movie_ids, scores))
+    if model == "item":
+        _check_ratings(store, ratings, scale)
+        return _recommend_item(store, ratings, scale, limit, movie_filter, exclude)
+    if model == "user-knn":
+        _check_ratings(store, ratings, scale)
+        query = _liked_query(ratings, scale)
+        using = schema.LIKED_VECTOR
+    else:
+        query = validate_ratings(store, ratings, scale)
+        using = schema.RATINGS_VECTOR
+    found = similar_users(store, query, neighbors, exclude_user, using=using)
+    excluded = np.union1d(query.indices.astype(np.int64), np.asarray(exclude, dtype=np.int64))
+    return Answer(model, len(found),
+                  _from_neighbors(store, model, found, excluded, limit, movie_filter, knn_power))
 
 
 def recommend_for_user(
-    store: StoreReader, user_id: int, limit: int = 5, neighbors: int = 20
+    store: StoreReader, user_id: int, limit: int = 5, neighbors: int | None = None,
+    model: str | None = None, movie_filter: MovieFilter | None = None,
 ) -> Answer:
-    """For an existing user: their own vector is the query; they are not their own neighbour."""
+    """For an existing user: their own ratings are the query; they are not their own neighbour."""
+    model = model or "tutorial"
+    if model != "tutorial":
+        vector = store.user_vector(user_id)
+        if vector is None:
+            raise NotFoundError(f"no user {user_id} in the dataset")
+        stats = RatingStats(**store.meta()["rating_stats"])
+        stars = np.clip(vector.values.astype(np.float64) * stats.std + stats.mean, 0.5, 5.0)
+        ratings = dict(zip(vector.indices.tolist(), np.round(stars * 2) / 2))
+        if model == "item":
+            _check_sizes(limit, 1)
+            return _recommend_item(store, ratings, "stars", limit, movie_filter or MovieFilter(),
+                                   ())
+        query = _liked_query(ratings, "stars")
+        found = similar_users(store, query, neighbors or USER_KNN_NEIGHBORS, exclude_user=user_id,
+                              using=schema.LIKED_VECTOR)
+        return Answer(model, len(found), _from_neighbors(
+            store, model, found, vector.indices.astype(np.int64), limit,
+            movie_filter or MovieFilter()))
+    neighbors = neighbors or 20
     _check_sizes(limit, neighbors)
     vector = store.user_vector(user_id)
     if vector is None:
         raise NotFoundError(f"no user {user_id} in the dataset")
     found = similar_users(store, vector, neighbors, exclude_user=user_id)
-    movie_ids, scores = movie_scores(found, vector.indices.astype(np.int64), limit)
-    return Answer("tutorial", len(found), _titled(store, movie_ids, scores))
+    return Answer("tutorial", len(found), _from_neighbors(
+        store, "tutorial", found, vector.indices.astype(np.int64), limit,
+        movie_filter or MovieFilter()))
 
 
-def _titled(store: StoreReader, movie_ids: np.ndarray, scores: np.ndarray) -> list[Recommendation]:
+def _from_neighbors(store, model, found, excluded, limit, movie_filter,
+                    knn_power=None) -> list[Recommendation]:
+    if not found:
+        return []
+    stats = RatingStats(**store.meta()["rating_stats"])
+    if model == "user-knn":
+        similarity = np.maximum(np.array([n.score for n in found]), 0.0)
+        power = USER_KNN_POWER if knn_power is None else float(knn_power)
+        c = _aggregate(found, similarity ** power, _liked_threshold(store))
+    else:
+        c = _aggregate(found, None, None)
     catalog = store.catalog()
-    by_id = {m.movie_id: m for m in catalog.take(movie_ids)}
-    return [
-        Recommendation(by_id[m], float(s))
-        for m, s in zip(movie_ids.tolist(), scores.tolist())
-        if m in by_id
-    ]
+    keep = ~np.isin(c.movies, excluded)
+    if movie_filter.genres or movie_filter.year_min is not None or movie_filter.year_max is not None:
+        keep &= catalog.allowed(c.movies, movie_filter.genres, movie_filter.year_min,
+                                movie_filter.year_max)
+    if model == "user-knn":
+        keep &= c.scores > 0  # only movies some neighbour liked
+    idx = np.flatnonzero(keep)
+    best = idx[np.lexsort((c.movies[idx], -c.scores[idx]))[:limit]]
+    out = []
+    for k in best.tolist():
+        movie = catalog.get(int(c.movies[k]))
+        if movie is None:
+            continue
+        raters = int(c.raters[k])
+        mean = _stars(c.z_sum[k] / raters, stats)
+        why = {
+            "text": f"rated by {raters} of your {len(found)} most similar users, "
+                    f"{mean:g} stars on average",
+            "neighbors": raters,
+            "mean_rating": mean,
+        }
+        out.append(Recommendation(movie, float(c.scores[k]), why))
+    return out
+
+
+def _recommend_item(store, ratings, scale, limit, movie_filter, exclude) -> Answer:
+    params = store.meta()["models"]["item"]
+    weights = params.get("rating_weights")
+    movie_ids = sorted(ratings)
+    values = [query_weight(ratings[m], scale, weights) for m in movie_ids]
+    try:
+        query = SparseVector.checked(movie_ids, values)
+    except ValueError as exc:
+        raise QueryError(f"invalid ratings: {exc}") from None
+    rated = tuple(sorted(set(movie_ids) | {int(m) for m in exclude}))
+    search = MovieFilter(rated, movie_filter.genres, movie_filter.year_min, movie_filter.year_max)
+    found = store.similar_movies(query, limit, search, with_vectors=True)
+    catalog = store.catalog()
+    out = []
+    for hit in found:
+        movie = catalog.get(hit.movie_id)
+        if movie is None or not hit.score > 0:
+            continue
+        out.append(Recommendation(movie, hit.score, _item_why(catalog, query, hit.vector)))
+    return Answer("item", 0, out)
+
+
+def _item_why(catalog: MovieCatalog, query: SparseVector, vector: SparseVector | None) -> dict:
+    """Which of the person's movies pulled this one up most (their share of its score)."""
+    if vector is None:
+        return {"text": "", "movies": []}
+    common, qi, vi = np.intersect1d(query.indices, vector.indices, assume_unique=True,
+                                    return_indices=True)
+    # Only liked movies with a positive weight "pulled it up" (a dislike can push others up too,
+    # through a negative weight, but "because you disliked" reads as nonsense).
+    liked = query.values[qi] > 0
+    contribution = np.where(liked, query.values[qi].astype(np.float64) * vector.values[vi], 0.0)
+    order = np.argsort(-contribution, kind="stable")
+    top = [int(common[i]) for i in order[:3] if contribution[i] > 0]
+    titles = [m.title for m in catalog.take(top)]
+    by_id = dict(zip([m.movie_id for m in catalog.take(top)], titles))
+    named = [by_id[m] for m in top if m in by_id]
+    if not named:
+        return {"text": "", "movies": []}
+    text = "because you liked " + (named[0] if len(named) == 1 else
+                                   ", ".join(named[:-1]) + " and " + named[-1])
+    return {"text": text, "movies": top}

@@ -15,6 +15,10 @@ MOVIES = "movies"
 # item-item weights (indices = movie ids) for the item model.
 RATINGS_VECTOR = "ratings"
 ITEM_VECTOR = "item"
+# The user-knn model's vector: the movies a user liked (rated at least LIKED_STARS), as a binary
+# vector scaled to unit length, so that a dot product is the cosine similarity.
+LIKED_VECTOR = "liked"
+LIKED_STARS = 3.0
 
 USER_FIELDS = ("user_id", "gender", "age", "occupation", "zip")
 MOVIE_FIELDS = ("movie_id", "title", "year", "genres", "rating_count", "rating_mean")

@@ -118,10 +118,11 @@ class UserVectors:
             raise ValueError("user vectors: every user needs at least one rating")
         if not np.all(np.isfinite(self.values)):
             raise ValueError("user vectors: values must be finite")
-        step = np.diff(self.indices.astype(np.int64))
-        row_start = np.zeros(self.indices.size, dtype=bool)
-        row_start[self.indptr[:-1]] = True
-        if np.any((step <= 0) & ~row_start[1:]):
+        # Compared in u32 in place (no int64 copy: this runs on 100M ratings at scale); where a
+        # new user starts, the order does not matter.
+        increasing = self.indices[1:] > self.indices[:-1]
+        increasing[self.indptr[1:-1] - 1] = True
+        if not increasing.all():
             raise ValueError("user vectors: indices must be sorted and unique within each user")
 
 
@@ -129,18 +130,40 @@ def user_vectors(
     user_ids: np.ndarray, movie_ids: np.ndarray, ratings: np.ndarray, stats: RatingStats
 ) -> UserVectors:
     """One sparse vector per user: indices = movie ids, values = z-scored ratings."""
-    order = np.lexsort((movie_ids, user_ids))
+    order = _user_movie_order(user_ids, movie_ids)
     users_sorted = user_ids[order]
-    users, starts = np.unique(users_sorted, return_index=True)
-    indptr = np.append(starts, users_sorted.size).astype(np.int64)
+    # Sorted, so each user's rows start where the id changes: no second sort (np.unique).
+    starts = np.flatnonzero(np.diff(users_sorted, prepend=users_sorted[:1] - 1))
+    users = users_sorted[starts]
+    del users_sorted
+    indptr = np.append(starts, order.size).astype(np.int64)
+    values = ratings[order].astype(np.float64)
+    values -= stats.mean
+    values /= stats.std
     vectors = UserVectors(
         user_ids=users.astype(np.int64),
         indptr=indptr,
         indices=movie_ids[order].astype(np.uint32),
-        values=stats.normalize(ratings[order]).astype(np.float32),
+        values=values.astype(np.float32),
     )
     vectors.validate()
     return vectors
+
+
+def _user_movie_order(user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
+    """The permutation sorting ratings by (user, movie), as np.lexsort would give it.
+
+    Ids that fit in u32 (all MovieLens ids) pack into one u64 key, and one stable argsort of
+    it (vectorized radix/SIMD sort) is several times faster than a two-key lexsort.
+    """
+    if user_ids.size and all(
+        ids.dtype.kind in "iu" and ids.min() >= 0 and ids.max() <= MAX_INDEX
+        for ids in (user_ids, movie_ids)
+    ):
+        keys = user_ids.astype(np.uint64) << np.uint64(32)
+        keys |= movie_ids.astype(np.uint64)
+        return np.argsort(keys, kind="stable")
+    return np.lexsort((movie_ids, user_ids))
 
 
 def query_vector(ratings: dict[int, float]) -> SparseVector:
@@ -151,3 +174,17 @@ def query_vector(ratings: dict[int, float]) -> SparseVector:
         return SparseVector.checked(list(ratings.keys()), list(ratings.values()))
     except ValueError as exc:
         raise QueryError(f"invalid ratings: {exc}") from None
+
+
+def liked_vectors(vectors: UserVectors, stats: RatingStats, min_stars: float) -> UserVectors:
+    """Each user's liked movies (z-scored rating >= min_stars') as a unit-length binary vector.
+
+    Rows may be empty (a user who liked nothing); such users get no liked vector.
+    """
+    threshold = (min_stars - stats.mean) / stats.std - 1e-6  # float32 z-scores: a little slack
+    keep = vectors.values >= threshold
+    kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    indptr = kept_before[vectors.indptr]
+    counts = np.diff(indptr)
+    norms = np.repeat(1.0 / np.sqrt(np.maximum(counts, 1)), counts).astype(np.float32)
+    return UserVectors(vectors.user_ids, indptr, vectors.indices[keep], norms)

@@ -30,9 +30,10 @@ SCREENSHOT = ROOT / "docs" / "screenshot.png"
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory, ml1m_prepared) -> Iterator[Service]:
+def web(tmp_path_factory, ml1m_prepared_full) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("web")
-    ingest.write(open_writer(settings_for(qdrant_path=root / "q")), ml1m_prepared, progress=False)
+    ingest.write(open_writer(settings_for(qdrant_path=root / "q")), ml1m_prepared_full,
+                 progress=False)
     service = start({"QDRANT_PATH": str(root / "q"), "QDRANT_URL": ""}, root / "serve.log")
     yield service
     service.stop()

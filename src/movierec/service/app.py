@@ -7,7 +7,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
 import anyio
 from fastapi import FastAPI, HTTPException, Path, Query, Request
@@ -23,6 +23,8 @@ from movierec.errors import NotFoundError, QueryError, StoreBusy, StoreUnavailab
 from movierec.service.observe import BearerAuth, BodyLimit, Metrics, Observe
 from movierec.service.schemas import (
     MAX_ID,
+    GenreList,
+    ModelList,
     MovieList,
     MovieOut,
     Problem,
@@ -31,7 +33,7 @@ from movierec.service.schemas import (
     RecommendationResponse,
 )
 from movierec.service.web import mount_web
-from movierec.store import StoreReader, open_reader
+from movierec.store import MovieFilter, StoreReader, open_reader
 
 log = logging.getLogger("movierec.service")
 
@@ -186,13 +188,19 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
 
     @app.post("/recommendations", response_model=RecommendationResponse, tags=["recommend"])
     async def recommendations(body: RecommendationRequest):
-        """Movies for a person's ratings (tutorial mode: +1 like, -1 dislike; or 1-5 stars)."""
+        """Movies for a person's ratings (+1 like / -1 dislike, or 1-5 stars), with the chosen
+        model and optional genre / year filters; each with a one-line reason."""
         try:
             ratings = body.movie_ratings()
         except ValueError as exc:
             raise QueryError(str(exc)) from None
+        if body.year_min is not None and body.year_max is not None and body.year_min > body.year_max:
+            raise QueryError("year_min is after year_max")
+        movie_filter = MovieFilter(genres=tuple(body.genres), year_min=body.year_min,
+                                   year_max=body.year_max)
         answer = await call("recommend", recommend.recommend, ratings, limit=body.limit,
-                            neighbors=body.neighbors, scale=body.scale)
+                            neighbors=body.neighbors, scale=body.scale, model=body.model,
+                            movie_filter=movie_filter)
         return _answer(answer)
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendationResponse,
@@ -200,12 +208,25 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
     async def user_recommendations(
         user_id: Annotated[int, Path(ge=0, le=MAX_ID)],
         limit: Annotated[int, Query(ge=1, le=recommend.MAX_LIMIT)] = 5,
-        neighbors: Annotated[int, Query(ge=1, le=recommend.MAX_NEIGHBORS)] = 20,
+        neighbors: Annotated[int | None, Query(ge=1, le=recommend.MAX_NEIGHBORS)] = None,
+        model: Annotated[Literal["item", "user-knn", "tutorial"], Query()] = "tutorial",
     ):
         """Movies for an existing MovieLens user, excluding what they rated."""
         answer = await call("recommend_for_user", recommend.recommend_for_user, user_id,
-                            limit=limit, neighbors=neighbors)
+                            limit=limit, neighbors=neighbors, model=model)
         return _answer(answer)
+
+    @app.get("/models", response_model=ModelList, tags=["recommend"])
+    async def models():
+        """The models the live data supports, best first; `default` is used when none is named."""
+        names = await call("models", recommend.available_models)
+        return {"default": names[0], "models": [
+            {"name": n, "description": recommend.MODELS[n], "filters": True} for n in names]}
+
+    @app.get("/genres", response_model=GenreList, tags=["movies"])
+    async def genres():
+        catalog = await call("catalog", lambda s: s.catalog())
+        return {"genres": catalog.genres}
 
     @app.get("/movies", response_model=MovieList, tags=["movies"])
     async def movies(

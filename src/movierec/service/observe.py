@@ -16,6 +16,8 @@ log = logging.getLogger("movierec.access")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Set in a request's scope when its body did not arrive in time and the server sent 408.
+READ_TIMED_OUT = "movierec.read_timed_out"
 
 
 class Metrics:
@@ -69,32 +71,35 @@ class BodyLimit:
                     return await _send_json(send, 413, {"error": message},
                                             [(b"connection", b"close")])
         seen = 0
-        started = False
+        started = refused = False
 
+        # A streamed body over the limit: answer 413 at once and tell the app the client left.
+        # (Raising here instead would reach the route's body parser, which turns any error into
+        # FastAPI's generic 400.)
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    refused = True
+                    if not started:
+                        await _send_json(send, 413, {"error": message},
+                                         [(b"connection", b"close")])
+                    return {"type": "http.disconnect"}
             return msg
 
         async def tracking_send(msg):
             nonlocal started
+            if refused:
+                return  # the 413 is out; whatever the app answers after it is dropped
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _send_json(send, 413, {"error": message}, [(b"connection", b"close")])
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, limited_receive, tracking_send)
 
 
 class BearerAuth:
@@ -142,6 +147,8 @@ class Observe:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            if scope.get(READ_TIMED_OUT):  # the server answered 408 itself (service/server.py)
+                status = 408
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
@@ -185,4 +192,5 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # Observe logs each request instead
+    logging.captureWarnings(True)  # e.g. qdrant-client's "insecure connection": JSON like the rest
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its lines would repeat Qdrant URLs

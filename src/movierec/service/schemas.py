@@ -33,8 +33,16 @@ class RecommendationRequest(BaseModel):
         "[-1, 1]), or 0.5-5 stars (scale 'stars')",
     )
     scale: Literal["unit", "stars"] = "unit"
+    model: Literal["item", "user-knn", "tutorial"] | None = Field(
+        None, description="the model (GET /models); default: the best one the data supports")
+    genres: list[str] = Field(default_factory=list, max_length=30,
+                              description="only movies with at least one of these genres")
+    year_min: int | None = Field(None, ge=1800, le=2100, description="only movies from this year")
+    year_max: int | None = Field(None, ge=1800, le=2100, description="only movies up to this year")
     limit: int = Field(5, ge=1, le=MAX_LIMIT, description="how many movies to return")
-    neighbors: int = Field(20, ge=1, le=MAX_NEIGHBORS, description="how many similar users")
+    neighbors: int | None = Field(None, ge=1, le=MAX_NEIGHBORS,
+                                  description="how many similar users (user models; default "
+                                  "20 for tutorial, 100 for user-knn)")
 
     @field_validator("ratings")
     @classmethod
@@ -59,6 +67,30 @@ class RecommendationRequest(BaseModel):
         return {int(k): float(v) for k, v in self.ratings.items()}
 
 
+class Why(BaseModel):
+    """What contributed most: similar users (user models) or the person's movies (item)."""
+
+    text: str = ""
+    neighbors: int | None = None
+    mean_rating: float | None = None
+    movies: list[int] | None = None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    description: str
+    filters: bool = True
+
+
+class ModelList(BaseModel):
+    default: str
+    models: list[ModelInfo]
+
+
+class GenreList(BaseModel):
+    genres: list[str]
+
+
 class MovieOut(BaseModel):
     movie_id: int
     title: str
@@ -74,6 +106,7 @@ class RecommendedMovie(BaseModel):
     genres: list[str]
     year: int | None
     score: float
+    why: Why
 
 
 class RecommendationResponse(BaseModel):

@@ -1,4 +1,8 @@
-"""`movierec serve`: uvicorn with JSON logs and graceful shutdown (in-flight requests finish)."""
+"""`movierec serve`: uvicorn with JSON logs and graceful shutdown (in-flight requests finish).
+
+uvicorn alone waits forever for a request that arrives slowly and accepts request heads of any
+size; the protocol below bounds both, so slow or oversized clients cannot pin the server.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,22 @@ import logging
 import sys
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from movierec.config import Settings
 from movierec.errors import MovierecError
 from movierec.service.app import create_app
-from movierec.service.observe import configure_logging
+from movierec.service.observe import READ_TIMED_OUT, configure_logging
+from movierec.store import open_reader
 
 log = logging.getLogger("movierec.service")
+
+# A whole request (line, headers and body; at most 64 KiB) must arrive within this many seconds
+# of the connection opening or the previous response: then 408 and the connection is closed.
+REQUEST_READ_TIMEOUT = 10.0
+# Request line plus headers, in bytes (a URL with a 200-character search fits many times over).
+MAX_REQUEST_HEAD = 16 * 1024
+KEEP_ALIVE_TIMEOUT = 5
 
 TUTORIAL = {"2571": 1, "329": 1, "260": 1, "1": 1, "356": 1, "2116": 1,
             "2288": -1, "1721": -1, "296": -1, "1291": -1, "1036": -1}
@@ -22,7 +35,7 @@ TUTORIAL = {"2571": 1, "329": 1, "260": 1, "1": 1, "356": 1, "2116": 1,
 
 def curl_example(host: str, port: int) -> str:
     shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
-    body = json.dumps({"ratings": TUTORIAL, "limit": 5})
+    body = json.dumps({"ratings": TUTORIAL, "limit": 5, "model": "tutorial"})
     return (f"curl -s {shown}:{port}/recommendations -H 'content-type: application/json' "
             f"-d '{body}'")
 
@@ -40,12 +53,117 @@ class _Server(uvicorn.Server):
             print(self._announce, file=sys.stderr, flush=True)
 
 
+def _raw_json(status: int, reason: str, body: dict) -> bytes:
+    payload = json.dumps(body).encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n"
+    ).encode() + payload
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """httptools' protocol with a deadline for reading each request and a cap on its head."""
+
+    read_timeout = REQUEST_READ_TIMEOUT
+    max_head = MAX_REQUEST_HEAD
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._head_too_large = False
+        self._reading_head = True  # until this request's headers are complete
+
+    def _arm_read_deadline(self) -> None:
+        self._disarm_read_deadline()
+        self._read_deadline = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _disarm_read_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_read_deadline()  # a connection that never sends a byte is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_read_deadline()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._reading_head = True
+        self._arm_read_deadline()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_head:
+            # Raised inside the parser's callback: the parser stops, send_400_response runs.
+            self._head_too_large = True
+            raise ValueError("request head too large")
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm_read_deadline()
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:
+            body = {"error": f"request line and headers are larger than {self.max_head} bytes"}
+            self.transport.write(_raw_json(431, "Request Header Fields Too Large", body))
+        else:
+            self.transport.write(_raw_json(400, "Bad Request", {"error": "invalid HTTP request"}))
+        self.transport.close()
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        # self.cycle is this request's only once its head is complete (before: the previous one).
+        cycle = None if self._reading_head else self.cycle
+        if self.transport.is_closing() or (cycle is not None and cycle.response_started):
+            return
+        log.warning("request not received in time; connection closed", extra={"http": {
+            "status": 408, "client": (self.client or ("", 0))[0],
+            "timeout_s": self.read_timeout}})
+        if cycle is not None:
+            cycle.scope[READ_TIMED_OUT] = True  # type: ignore[literal-required]
+        self.transport.write(_raw_json(408, "Request Timeout", {
+            "error": f"the request did not arrive within {self.read_timeout:g} seconds"}))
+        self.transport.close()
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     host = host or settings.host
     port = port or settings.port
     configure_logging(settings.log_level)
+    # The store is opened here, not in the app's lifespan: uvicorn would log an error raised
+    # there as a traceback and exit 3, where a locked embedded store deserves one line and 1.
     try:
-        app = create_app(settings)
+        store = open_reader(settings)
+    except MovierecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run(settings, store, host, port)
+    finally:
+        store.close()
+
+
+def _run(settings: Settings, store, host: str, port: int) -> int:
+    try:
+        app = create_app(settings, store=store)
     except MovierecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -58,7 +176,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         lifespan="on",
         # SIGTERM: stop accepting, let in-flight requests finish (up to this long), then exit.
         timeout_graceful_shutdown=20,
-        timeout_keep_alive=5,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        http=GuardedHttpProtocol,
         server_header=False,
         proxy_headers=False,
     )
@@ -66,7 +185,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
                              f"try:\n  {curl_example(host, port)}")
     try:
         asyncio.run(server.serve())
-    except MovierecError as exc:  # raised by the lifespan: e.g. the embedded store is locked
+    except MovierecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0 if server.started else 1

@@ -29,6 +29,15 @@ class Neighbor:
 
 
 @dataclass(frozen=True)
+class ScoredMovie:
+    """A movie found by the item model, with its item-model vector when asked for."""
+
+    movie_id: int
+    score: float
+    vector: SparseVector | None = None
+
+
+@dataclass(frozen=True)
 class MovieFilter:
     """Payload filters for the item model's query, applied inside the same Qdrant query."""
 
@@ -74,9 +83,14 @@ class StoreReader(ABC):
 
     @abstractmethod
     def similar_users(
-        self, query: SparseVector, limit: int, exclude_user: int | None = None
+        self,
+        query: SparseVector,
+        limit: int,
+        exclude_user: int | None = None,
+        using: str = "ratings",
     ) -> list[Neighbor]:
-        """Top `limit` users by dot product with `query`, with their rating vectors."""
+        """Top `limit` users by dot product of `query` with their `using` vectors (the z-scored
+        ratings, or the unit-length liked vectors), each with its rating vector."""
 
     @abstractmethod
     def user_vector(self, user_id: int) -> SparseVector | None:
@@ -84,9 +98,9 @@ class StoreReader(ABC):
 
     @abstractmethod
     def similar_movies(
-        self, query: SparseVector, limit: int, movie_filter: MovieFilter
-    ) -> list[tuple[int, float]]:
-        """Top movies by dot product of `query` with their item-model vectors."""
+        self, query: SparseVector, limit: int, movie_filter: MovieFilter, with_vectors: bool = False
+    ) -> list[ScoredMovie]:
+        """Top movies by dot product of `query` with their item-model vectors, filtered."""
 
     def refresh(self) -> bool:
         """Pick up a newer ingest if one was switched in; True if the version changed."""
@@ -122,6 +136,10 @@ class StoreWriter(ABC):
         self, vectors: UserVectors, payloads: list[dict[str, Any]], start: int, stop: int
     ) -> None:
         """Write users [start, stop) of `vectors` (payloads aligned with vectors.user_ids)."""
+
+    @abstractmethod
+    def write_user_vectors(self, name: str, vectors: UserVectors, start: int, stop: int) -> None:
+        """Add the named vector to users [start, stop) already written; empty rows are skipped."""
 
     @abstractmethod
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:

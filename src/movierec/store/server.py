@@ -22,6 +22,7 @@ from movierec.store.base import (
     MovieFilter,
     MoviePoints,
     Neighbor,
+    ScoredMovie,
     StoreReader,
     StoreStatus,
     StoreWriter,
@@ -104,6 +105,12 @@ def _movie_filter(movie_filter: MovieFilter) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
+# After Qdrant fails to answer, every call fails at once for this long instead of each waiting
+# out QDRANT_TIMEOUT again: in an outage requests get their 503 in milliseconds, not seconds,
+# and do not pile up behind each other. Then the next call tries Qdrant again.
+FAIL_FAST_SECONDS = 2.0
+
+
 class ServerReader(StoreReader):
     """Reads through the aliases. Holds no write method: the service's key may be read-only."""
 
@@ -118,12 +125,18 @@ class ServerReader(StoreReader):
         self._catalog: MovieCatalog | None = None
         self._checked_at = 0.0
         self._refresh_interval = refresh_interval
+        self._down: tuple[float, str] | None = None  # (fail fast until, why)
 
     def _call(self, fn, *args, **kwargs):
+        down = self._down
+        if down is not None and time.monotonic() < down[0]:
+            raise StoreUnavailable(down[1])
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except UNAVAILABLE as exc:
-            raise StoreUnavailable(_describe(exc, self.url)) from None
+            message = _describe(exc, self.url)
+            self._down = (time.monotonic() + FAIL_FAST_SECONDS, message)
+            raise StoreUnavailable(message) from None
         except UnexpectedResponse as exc:
             if exc.status_code == 404:
                 raise StoreUnavailable(
@@ -136,16 +149,24 @@ class ServerReader(StoreReader):
                     f"no movierec data in Qdrant at {self.url}: run `movierec ingest` first"
                 ) from None
             raise
+        self._down = None
+        return result
 
     def _aliases(self) -> dict[str, str]:
         answer = self._call(self.client.get_aliases)
         return {a.alias_name: a.collection_name for a in answer.aliases}
 
+    def _fresh(self) -> bool:
+        return (self._meta is not None
+                and time.monotonic() - self._checked_at < self._refresh_interval)
+
     def refresh(self, force: bool = False) -> bool:
-        now = time.monotonic()
-        if not force and self._meta is not None and now - self._checked_at < self._refresh_interval:
+        if not force and self._fresh():
             return False
         with self._mutex:
+            if not force and self._fresh():  # another request refreshed while this one waited
+                return False
+            now = time.monotonic()
             aliases = self._aliases()
             self._checked_at = now
             users = aliases.get(schema.USERS)
@@ -202,7 +223,8 @@ class ServerReader(StoreReader):
                 self._catalog = MovieCatalog.from_payloads(payloads)
             return self._catalog
 
-    def similar_users(self, query, limit, exclude_user=None) -> list[Neighbor]:
+    def similar_users(self, query, limit, exclude_user=None,
+                      using=schema.RATINGS_VECTOR) -> list[Neighbor]:
         query_filter = None
         if exclude_user is not None:
             query_filter = models.Filter(must_not=[models.HasIdCondition(has_id=[int(exclude_user)])])
@@ -210,7 +232,7 @@ class ServerReader(StoreReader):
             self.client.query_points,
             schema.USERS,
             query=_sparse(query),
-            using=schema.RATINGS_VECTOR,
+            using=using,
             limit=limit,
             with_vectors=[schema.RATINGS_VECTOR],
             with_payload=False,
@@ -232,18 +254,23 @@ class ServerReader(StoreReader):
         v = records[0].vector[schema.RATINGS_VECTOR]
         return as_sparse(v.indices, v.values)
 
-    def similar_movies(self, query, limit, movie_filter) -> list[tuple[int, float]]:
+    def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
         answer = self._call(
             self.client.query_points,
             schema.MOVIES,
             query=_sparse(query),
             using=schema.ITEM_VECTOR,
             limit=limit,
-            with_vectors=False,
+            with_vectors=[schema.ITEM_VECTOR] if with_vectors else False,
             with_payload=False,
             query_filter=_movie_filter(movie_filter),
         )
-        return [(int(p.id), float(p.score)) for p in answer.points]
+        out = []
+        for p in answer.points:
+            v = (p.vector or {}).get(schema.ITEM_VECTOR) if with_vectors else None
+            out.append(ScoredMovie(int(p.id), float(p.score),
+                                   as_sparse(v.indices, v.values) if v is not None else None))
+        return out
 
     def close(self) -> None:
         # Local-mode clients are shared per path within the process and closed at exit.
@@ -283,7 +310,8 @@ class ServerWriter(StoreWriter):
             self.client.create_collection,
             self._users,
             vectors_config={},
-            sparse_vectors_config={schema.RATINGS_VECTOR: models.SparseVectorParams()},
+            sparse_vectors_config={schema.RATINGS_VECTOR: models.SparseVectorParams(),
+                                   schema.LIKED_VECTOR: models.SparseVectorParams()},
             metadata=meta,
         )
         self._call(
@@ -311,6 +339,16 @@ class ServerWriter(StoreWriter):
             for (user_id, idx, val), payload in zip(rows(vectors, start, stop), payloads[start:stop])
         ]
         self._call(self.client.upsert, self._users, points=points, wait=self._wait)
+
+    def write_user_vectors(self, name: str, vectors: UserVectors, start: int, stop: int) -> None:
+        updates = [
+            models.PointVectors(id=user_id,
+                                vector={name: models.SparseVector(indices=idx, values=val)})
+            for user_id, idx, val in rows(vectors, start, stop)
+            if idx
+        ]
+        if updates:
+            self._call(self.client.update_vectors, self._users, points=updates, wait=self._wait)
 
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
         points = []

@@ -1,0 +1,101 @@
+"""Item-item models: the closed forms solve the regressions they claim to, and a movie's
+sparse vector gives the same score as the matrix product."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from movierec import itemmodel
+
+
+def _ratings(seed=0, n_users=30, n_movies=8) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    stars = rng.integers(3, 6, (n_users, n_movies)) * (rng.random((n_users, n_movies)) < 0.5)
+    return sp.csr_matrix(stars.astype(np.float64))
+
+
+def _ridge_without_self(x: np.ndarray, j: int, penalty: np.ndarray) -> np.ndarray:
+    """Column j of a zero-diagonal model, solved directly: regress x_j on the other columns."""
+    others = [i for i in range(x.shape[1]) if i != j]
+    a = x[:, others]
+    w = np.linalg.solve(a.T @ a + np.diag(penalty[others]), a.T @ x[:, j])
+    out = np.zeros(x.shape[1])
+    out[others] = w
+    return out
+
+
+def test_ease_columns_are_ridge_regressions_on_the_other_movies():
+    r = _ratings()
+    x = (r.toarray() > 0).astype(float)
+    w = itemmodel.ease_weights(r, l2=3.0)
+    for j in range(x.shape[1]):
+        np.testing.assert_allclose(w[:, j], _ridge_without_self(x, j, np.full(8, 3.0)), atol=1e-10)
+
+
+def test_item_model_is_a_rating_weighted_user_normalized_edlae():
+    r = _ratings(1)
+    stars = r.toarray()
+    weights = {3.0: 0.8, 4.0: 1.0, 5.0: 1.1}
+    x = np.vectorize(lambda s: weights.get(s, 0.0))(stars)
+    x = x / np.sqrt((stars > 0).sum(axis=1, keepdims=True)) ** 0.5  # |u|^-0.5 in the Gram matrix
+    penalty = 2.0 + 0.3 / 0.7 * (x**2).sum(axis=0)  # l2 + p/(1-p) G_ii
+    model = itemmodel.learn_item_weights(
+        r, l2=2.0, dropout=0.3, user_norm=0.5, lowpass_weight=0.0, rating_weights=weights
+    )
+    for j in range(x.shape[1]):
+        np.testing.assert_allclose(
+            model.weights[:, j], _ridge_without_self(x, j, penalty), atol=1e-10
+        )
+    assert model.params["dropout"] == 0.3 and model.params["rating_weights"] == {
+        "3.0": 0.8,
+        "4.0": 1.0,
+        "5.0": 1.1,
+    }
+
+
+def test_query_values_map_ratings_to_their_weights_half_stars_in_between():
+    model = itemmodel.ItemWeights(np.zeros((1, 1)), {}, {3.0: 0.8, 4.0: 1.0, 5.0: 1.1})
+    values = model.query_values(np.array([5.0, 3.0, 4.0, 3.5, 1.0]))
+    np.testing.assert_allclose(values, [1.1, 0.8, 1.0, 0.9, 0.8])
+    assert itemmodel.ItemWeights(np.zeros((1, 1)), {}).query_values(np.array([2.0])).tolist() == [
+        1.0
+    ]
+
+
+def test_a_movies_sparse_vector_dotted_with_a_persons_query_gives_the_models_score():
+    r = _ratings(2)
+    model = itemmodel.learn_item_weights(r, l2=1.0, lowpass_rank=3, top_m=5)
+    movie_ids = np.array([3, 5, 7, 11, 13, 17, 19, 23])
+    person = sp.csr_matrix(([5.0, 3.0], ([0, 0], [1, 6])), shape=(1, 8))  # movie 5: 5 stars, 19: 3
+    expected = model.scores(person)[0]
+    query = dict(zip([5, 19], model.query_values(np.array([5.0, 3.0]))))
+    vectors = list(model.movie_vectors(movie_ids))
+    assert [movie for movie, _, _ in vectors] == movie_ids.tolist()
+    for j, (movie, indices, values) in enumerate(vectors):
+        assert indices.dtype == np.uint32 and values.dtype == np.float32
+        assert (
+            len(indices) <= 5 and np.all(np.diff(indices.astype(int)) > 0) and np.all(values != 0)
+        )
+        score = sum(v * query.get(int(i), 0.0) for i, v in zip(indices, values))
+        assert score == pytest.approx(expected[j], rel=1e-5, abs=1e-6)
+
+
+def test_keeping_the_top_m_weights_of_each_column_keeps_the_largest_in_magnitude():
+    w = np.array([[0.0, 5.0, -1.0], [-3.0, 0.0, 2.0], [1.0, -4.0, 0.0]])
+    kept = itemmodel.keep_top_per_column(w, 1).toarray()
+    np.testing.assert_array_equal(kept, [[0, 5, 0], [-3, 0, 2], [0, 0, 0]])
+
+
+def test_lowpass_filter_with_every_eigenvector_adds_nothing_off_the_diagonal():
+    r = _ratings(3)
+    np.testing.assert_allclose(itemmodel.lowpass_weights(r, rank=8), 0.0, atol=1e-10)
+    assert np.abs(itemmodel.lowpass_weights(r, rank=2)).max() > 0.01
+
+
+def test_item_knn_keeps_the_most_similar_movies_by_cosine():
+    x = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [1, 0, 1], [0, 0, 1]], dtype=float))
+    w = itemmodel.cosine_knn_weights(x, neighbors=1).toarray()
+    # cos(0,1) = 2 / sqrt(3 * 2) = 0.8165, cos(0,2) = 1 / sqrt(3 * 2) = 0.4082, cos(1,2) = 0
+    np.testing.assert_allclose(
+        w, [[0, 2 / 6**0.5, 1 / 6**0.5], [2 / 6**0.5, 0, 0], [0, 0, 0]], atol=1e-12
+    )
