@@ -130,7 +130,10 @@ def prepare(
 ) -> Prepared:
     """Validate and build everything to write. Raises DataError before any write."""
     movielens.check_movies_known(dataset)
-    stats = RatingStats.of(dataset.ratings)
+    try:
+        stats = RatingStats.of(dataset.ratings)
+    except ValueError as exc:
+        raise DataError(f"{dataset.files.get('ratings', dataset.name)}: {exc}") from None
     vectors = user_vectors(dataset.user_ids, dataset.movie_ids, dataset.ratings, stats)
     movies = MoviePoints(payloads=movie_payloads(dataset))
     liked = liked_vectors(vectors, stats, schema.LIKED_STARS)

@@ -9,6 +9,7 @@ written anywhere.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import re
@@ -139,9 +140,20 @@ def download(
             with response, tqdm(
                 total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
             ) as bar:
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    bar.update(len(block))
+                received = 0
+                try:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        received += len(block)
+                        bar.update(len(block))
+                except (http.client.HTTPException, OSError):
+                    pass  # reported just below, as a short download
+                if total is not None and received < total:
+                    raise DataError(
+                        f"cannot download {url}: the connection was cut off after {received} of "
+                        f"{total} bytes; nothing was written: try again, or set MOVIELENS_DIR to "
+                        "a local copy"
+                    )
         actual = checksum_of(tmp, algorithm)
         if actual != expected:
             raise DataError(
@@ -330,6 +342,8 @@ def _table(
             want, line, saw = found.groups()
             raise DataError(f"{path}:{line}: expected {want} fields, found {saw}") from None
         raise DataError(f"{path}: cannot parse ({str(exc).splitlines()[-1]})") from None
+    if frame.empty:
+        raise DataError(f"{path}:{first}: no data rows")
     for column in numeric:
         values = frame[column]
         if values.dtype.kind not in "if" or values.isna().any():
@@ -422,7 +436,10 @@ def _movies_frame(path: Path, ids: pd.Series, titles: pd.Series, genres: pd.Seri
 
 def _split_dat(path: Path, data: bytes, n_fields: int) -> pd.DataFrame:
     """Split a '::' file whose text fields may hold ':' (titles), vectorized with pandas."""
-    lines = pd.Series(data.decode("latin-1").rstrip("\r\n").splitlines(), dtype="string")
+    text = data.decode("latin-1").rstrip("\r\n\t ")
+    if not text:
+        raise DataError(f"{path}:1: file is empty")
+    lines = pd.Series(text.splitlines(), dtype="string")
     parts = lines.str.split("::", n=n_fields - 1, expand=True, regex=False)
     if parts.shape[1] < n_fields or parts[n_fields - 1].isna().any():
         row = int(np.flatnonzero(parts[parts.shape[1] - 1].isna().to_numpy())[0]) if (

@@ -295,6 +295,11 @@ def recommend_for_user(
 ) -> Answer:
     """For an existing user: their own ratings are the query; they are not their own neighbour."""
     model = model or "tutorial"
+    if model not in MODELS:
+        raise QueryError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
+    if model not in available_models(store):
+        raise QueryError(f"model {model!r} is not in the live data: ingest without "
+                         "--no-item-model to learn it")
     if model != "tutorial":
         vector = store.user_vector(user_id)
         if vector is None:

@@ -59,7 +59,11 @@ class StrictJSONRequest(Request):
             depth = max_depth(body)
             if depth > MAX_JSON_DEPTH:
                 raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", "", 0)
-            self._json = json.loads(body, object_pairs_hook=_no_duplicate_keys)
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise json.JSONDecodeError("the body is not UTF-8", "", 0) from None
+            self._json = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         return self._json
 
 
@@ -99,8 +103,16 @@ class StrictRoute(APIRoute):
         return strict
 
 
+def _safe(part: object) -> str:
+    """A location part as printable text of bounded length (it can be a client's dict key)."""
+    text = str(part)
+    if not text.isprintable() or len(text) > 40:
+        text = repr(text[:40])
+    return text
+
+
 def _field(loc: tuple) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path") and not isinstance(p, int)]
+    parts = [_safe(p) for p in loc if p not in ("body", "query", "path") and not isinstance(p, int)]
     return ".".join(parts) or None
 
 
@@ -136,7 +148,14 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
         version=__version__,
         description="Movie recommendations from MovieLens ratings, served from Qdrant.",
         lifespan=lifespan,
-        responses={422: {"model": Problem}, 503: {"model": Problem}},
+        responses={
+            401: {"model": Problem, "description": "SERVICE_API_KEY is set and the bearer "
+                  "token is missing or wrong"},
+            413: {"model": Problem, "description": "request body over 64 KiB"},
+            415: {"model": Problem, "description": "body is not application/json"},
+            422: {"model": Problem},
+            503: {"model": Problem, "description": "Qdrant unreachable or holding no data"},
+        },
     )
     app.router.route_class = StrictRoute
 

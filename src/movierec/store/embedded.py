@@ -538,7 +538,10 @@ class EmbeddedWriter(StoreWriter):
 def collect_garbage_locked(root: Path) -> list[str]:
     """Garbage collection by the ingest that already holds the ingest lock."""
     versions = root / VERSIONS
-    live = _read_current(root)
+    try:
+        live = _read_current(root)
+    except StoreUnavailable:
+        live = None  # a damaged pointer serves nothing; the ingest about to commit rewrites it
     removed = []
     for entry in versions.iterdir():
         if entry.name == live or not entry.is_dir():
