@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from movierec import evaluate
+from movierec import evaluate, synthetic
 
 
 def _matrix(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
@@ -157,15 +157,18 @@ def test_whole_run_tunes_on_valid_reports_test_and_writes_results(tmp_path):
     u, m = np.nonzero(likes)
     results = evaluate.run_evaluation(u + 1, m + 1, rng.integers(3, 6, len(u)), output_dir=tmp_path)
     by_name = {r.model: r for r in results}
-    assert list(by_name) == ["popularity", "item-knn", "ease", "item"]
+    assert list(by_name) == ["popularity", "item-knn", "ease", "item-numpy"]
     assert by_name["ease"].test.ndcg > by_name["popularity"].test.ndcg + 0.1
-    assert by_name["item"].test.ndcg > by_name["popularity"].test.ndcg + 0.1
+    assert by_name["item-numpy"].test.ndcg > by_name["popularity"].test.ndcg + 0.1
     assert by_name["ease"].params in [dict(p) for p in evaluate.baseline_models()[2].grid]
     rows = json.loads((tmp_path / "results.json").read_text())
     assert [r["model"] for r in rows] == list(by_name)
     assert set(rows[0]) == {
         "model",
+        "engine",
         "params",
+        "users",
+        "seconds",
         "recall@10",
         "ndcg@10",
         "mrr@10",
@@ -177,3 +180,160 @@ def test_whole_run_tunes_on_valid_reports_test_and_writes_results(tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert "| ease |" in md and "xychart-beta" in md
     assert "ease" in evaluate.format_table(results)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Qdrant-served models, end to end through a real embedded store
+
+
+def _rows(m: sp.csr_matrix, r: int) -> tuple[np.ndarray, np.ndarray]:
+    return m.indices[m.indptr[r] : m.indptr[r + 1]], m.data[m.indptr[r] : m.indptr[r + 1]]
+
+
+def _tutorial_reference(split: evaluate.Split, phase: str, k: int = 10) -> dict[int, list[int]]:
+    """The tutorial's definition computed in numpy from the split alone: train stars z-scored
+    with their mean and sample std (float32, as stored), similarity = dot product (float64 of
+    the float32 values), the 20 most similar other users (ties: lower user id), each movie
+    scored by the sum of their z-scores in that order, excluded movies dropped, ties by movie
+    id. Returns movie ids per row with targets."""
+    history, excluded = split.history(phase), split.excluded(phase)
+    stars = history.data
+    mean, std = float(np.mean(stars)), float(np.std(stars, ddof=1))
+    z = history.copy()
+    z.data = ((stars.astype(np.float64) - mean) / std).astype(np.float32).astype(np.float64)
+    movie_ids = split.movie_ids
+    out = {}
+    for u in np.flatnonzero(np.diff(split.targets(phase).indptr) > 0):
+        q_cols, q_vals = _rows(z, u)
+        sims = []
+        for v in range(split.n_users):
+            v_cols, v_vals = _rows(z, v)
+            common, qi, vi = np.intersect1d(q_cols, v_cols, return_indices=True)
+            if v != u and common.size:
+                sims.append((-float(np.dot(q_vals[qi], v_vals[vi])), int(split.user_ids[v]), v))
+        neighbours = [v for _, _, v in sorted(sims)[:20]]
+        scores = np.zeros(split.n_items)
+        rated = np.zeros(split.n_items, dtype=bool)
+        for v in neighbours:  # summed neighbour by neighbour, in order
+            cols, vals = _rows(z, v)
+            scores[cols] += vals
+            rated[cols] = True
+        rated[_rows(excluded, u)[0]] = False
+        cols = np.flatnonzero(rated)
+        best = cols[np.lexsort((movie_ids[cols], -scores[cols]))[:k]]
+        out[int(u)] = movie_ids[best].tolist()
+    return out
+
+
+def _served_lists(store, split, model, phase, **params) -> dict[int, list[int]]:
+    ranker = evaluate.store_ranker(store, split.movie_ids, model, **params)
+    users = np.flatnonzero(np.diff(split.targets(phase).indptr) > 0)
+    history, excluded = split.history(phase), split.excluded(phase)
+    ranked = ranker(history[users], excluded[users], 10, users=split.user_ids[users])
+    return {
+        int(u): [int(split.movie_ids[c]) for c in row if c >= 0] for u, row in zip(users, ranked)
+    }
+
+
+@pytest.fixture(scope="module")
+def served():
+    data = synthetic.generate(n_users=150, n_movies=120, n_ratings=12_000, seed=1)
+    split = evaluate.prepare_split(data.user_ids, data.movie_ids, data.ratings)
+    with evaluate.served_store(evaluate.train_dataset(split, data)) as store:
+        yield data, split, store
+
+
+def test_served_store_holds_the_train_part_only(served):
+    data, split, store = served
+    meta = store.meta()
+    assert (meta["users"], meta["movies"], meta["ratings"]) == (150, 120, split.train.nnz)
+    train_stars = split.history("test").data
+    assert meta["rating_stats"]["mean"] == pytest.approx(np.mean(train_stars), rel=1e-12)
+    assert set(meta["models"]) == {"tutorial", "user-knn", "item"}
+    titles = dict(zip(data.movies["movie_id"], data.movies["title"]))
+    movie = store.catalog().get(int(split.movie_ids[0]))
+    assert movie.title == titles[int(split.movie_ids[0])]
+
+
+@pytest.mark.parametrize("phase", ["valid", "test"])
+def test_served_tutorial_ranks_exactly_as_its_numpy_definition(served, phase):
+    _, split, store = served
+    assert _served_lists(store, split, "tutorial", phase) == _tutorial_reference(split, phase)
+
+
+@pytest.mark.parametrize("model", evaluate.SERVED_MODELS)
+def test_served_lists_never_hold_excluded_or_unknown_movies(served, model):
+    _, split, store = served
+    lists = _served_lists(store, split, model, "test")
+    excluded = split.excluded("test")
+    catalog = set(split.movie_ids.tolist())
+    assert len(lists) == 150
+    for u, movies in lists.items():
+        banned = set(split.movie_ids[_rows(excluded, u)[0]].tolist())
+        assert len(movies) == len(set(movies)) == 10
+        assert not banned & set(movies) and set(movies) <= catalog
+
+
+def test_served_item_model_returns_the_numpy_top_10_up_to_float32(served):
+    # The item model as ingest learns it (movies with >= 10 liked ratings in train), computed
+    # in numpy: the store's top 10 must be the true top 10 of the allowed movies.
+    from movierec import itemmodel, recommend
+
+    _, split, store = served
+    train = split.history("test")
+    eligible = np.flatnonzero(np.diff(train.tocsc().indptr) >= itemmodel.SERVED_MIN_LIKES)
+    model = itemmodel.learn_item_weights(train[:, eligible], **itemmodel.ITEM_MODEL_DEFAULTS)
+    scores = model.scores(train[:, eligible])
+    excluded = split.excluded("test")
+    banned = excluded[:, eligible].toarray() > 0
+    for u in range(0, 150, 7):
+        cols, stars = _rows(train, u)
+        answer = recommend.recommend(
+            store, dict(zip(split.movie_ids[cols].tolist(), stars.tolist())), limit=10,
+            scale="stars", model="item", exclude=tuple(split.movie_ids[_rows(excluded, u)[0]]),
+        )
+        expected = np.sort(np.where(banned[u], -np.inf, scores[u]))[::-1][:10]
+        got = [r.score for r in answer.items]
+        assert len(got) == 10
+        found = [r.movie.movie_id for r in answer.items]
+        position = np.searchsorted(split.movie_ids[eligible], found)
+        tol = 1e-5 * np.abs(scores[u]).max()
+        assert got == pytest.approx(scores[u][position].tolist(), abs=tol)
+        assert got == pytest.approx(expected[: len(got)].tolist(), abs=tol)
+
+
+def test_served_evaluation_tunes_user_knn_on_valid_and_writes_results(served, tmp_path):
+    _, split, store = served
+    models = [
+        evaluate.ServedModel("tutorial", ({"neighbors": 20},)),
+        evaluate.ServedModel(
+            "user-knn", [{"neighbors": n, "knn_power": 2.0} for n in (10, 40)], "neighbors"
+        ),
+        evaluate.ServedModel("item"),
+    ]
+    results = evaluate.evaluate_served(store, split, models, tuning_users=60)
+    by_name = {r.model: r for r in results}
+    assert list(by_name) == ["tutorial", "user-knn", "item"]
+    knn = by_name["user-knn"]
+    assert [m.users for _, m in knn.tuning] == [60, 60]
+    assert knn.valid.ndcg == max(m.ndcg for _, m in knn.tuning)
+    assert knn.params == max(knn.tuning, key=lambda pair: pair[1].ndcg)[0]
+    assert by_name["tutorial"].valid is None and by_name["tutorial"].test.users == 150
+    assert by_name["item"].params["l2"] == 30.0
+    # the metrics of the lists above, recomputed from them
+    lists = _served_lists(store, split, "tutorial", "test")
+    column = {m: c for c, m in enumerate(split.movie_ids.tolist())}
+    recommended = np.array([[column[m] for m in lists[u]] for u in sorted(lists)])
+    ndcg = evaluate.user_metrics(recommended, split.test[sorted(lists)])["ndcg"]
+    assert by_name["tutorial"].test.ndcg == pytest.approx(float(np.mean(ndcg)), abs=1e-12)
+    evaluate.write_results(results, tmp_path, split, notes=["a note"])
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["model"], r["engine"]) for r in rows] == [
+        ("tutorial", "qdrant"), ("user-knn", "qdrant"), ("item", "qdrant")
+    ]
+    assert set(rows[0]) == {"model", "engine", "params", "users", "seconds"} | {
+        f"{name}@10" for name in evaluate.METRICS
+    }
+    assert [t["params"]["neighbors"] for t in rows[1]["tuning"]] == [10, 40]
+    md = (tmp_path / "results.md").read_text()
+    assert "| user-knn | qdrant |" in md and "a note" in md

@@ -1,11 +1,15 @@
 """Offline evaluation: RecBole's ML-1M protocol (k-core filter, random 80/10/10 split per user,
-ranking of the whole catalog) and its top-k metrics, for any model given as a ranker."""
+ranking of the whole catalog) and its top-k metrics, for any model given as a ranker: the
+Qdrant-served models through a real embedded store built from the train part (exactly as the
+service asks it), and in-memory numpy baselines beside them."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -205,7 +209,9 @@ class Ranker(Protocol):
     Given a batch of users' histories (rows: users, columns: the split's movies, values: the
     ratings of their training items) and the items each must not get (same shape, nonzero =
     excluded), return an int array (batch, k) of column indices, best first, excluded items
-    never included; -1 pads a list that has fewer than k items.
+    never included; -1 pads a list that has fewer than k items. A ranker whose `takes_users`
+    attribute is true is also given `users=` (the rows' user ids), as a served user model needs
+    them to keep each user from being their own neighbour.
     """
 
     def __call__(self, history: sp.csr_matrix, excluded: sp.csr_matrix, k: int) -> np.ndarray: ...
@@ -269,15 +275,16 @@ def popularity_ranker(train: sp.csr_matrix) -> Ranker:
 
 
 def movie_id_ranker(
-    rank_movies: Callable[
-        [list[np.ndarray], list[np.ndarray], list[np.ndarray], int], list[Sequence[int]]
-    ],
+    rank_movies: Callable[..., list[Sequence[int]]],
     movie_ids: np.ndarray,
+    *,
+    with_users: bool = False,
 ) -> Ranker:
     """Adapt a ranker that speaks movie ids (as a Qdrant-served model does) to columns.
 
     `rank_movies(history_movie_ids, history_ratings, excluded_movie_ids, k)` gets one array per
-    user and returns, per user, up to k recommended movie ids, best first.
+    user and returns, per user, up to k recommended movie ids, best first; `with_users`: it
+    gets the users' ids as a fifth argument.
     """
     movie_ids = np.asarray(movie_ids)
     column_of = {int(m): c for c, m in enumerate(movie_ids)}
@@ -290,7 +297,9 @@ def movie_id_ranker(
                 f"ranker returned movie {movie}, which is not in the evaluated catalog"
             ) from None
 
-    def rank(history: sp.csr_matrix, excluded: sp.csr_matrix, k: int) -> np.ndarray:
+    def rank(
+        history: sp.csr_matrix, excluded: sp.csr_matrix, k: int, users: np.ndarray | None = None
+    ) -> np.ndarray:
         hist = [
             movie_ids[history.indices[a:b]] for a, b in zip(history.indptr[:-1], history.indptr[1:])
         ]
@@ -299,13 +308,19 @@ def movie_id_ranker(
             movie_ids[excluded.indices[a:b]]
             for a, b in zip(excluded.indptr[:-1], excluded.indptr[1:])
         ]
-        lists = rank_movies(hist, vals, excl, k)
+        if with_users:
+            if users is None:
+                raise ValueError("this ranker needs the users' ids (users=...)")
+            lists = rank_movies(hist, vals, excl, k, np.asarray(users))
+        else:
+            lists = rank_movies(hist, vals, excl, k)
         best = np.full((history.shape[0], k), -1, dtype=np.int64)
         for row, movies in enumerate(lists):
             cols = [column(m) for m in list(movies)[:k]]
             best[row, : len(cols)] = cols
         return best
 
+    rank.takes_users = with_users  # type: ignore[attr-defined]
     return rank
 
 
@@ -362,13 +377,21 @@ def evaluate_ranker(
     k: int = K,
     batch_size: int = 1024,
     progress: bool | str = False,
+    users: np.ndarray | None = None,
 ) -> Metrics:
     """Rank the whole catalog for every user with target items and average the metrics.
 
     Coverage@k = distinct items in those users' top-k lists / movies in the split.
+    `users`: only these rows (those among them with target items), e.g. a tuning sample.
     """
     targets = split.targets(phase)
-    users = np.flatnonzero(np.diff(targets.indptr) > 0)
+    with_targets = np.diff(targets.indptr) > 0
+    if users is None:
+        users = np.flatnonzero(with_targets)
+    else:
+        users = np.unique(np.asarray(users, dtype=np.int64))
+        users = users[with_targets[users]]
+    takes_users = bool(getattr(ranker, "takes_users", False))
     history, excluded = split.history(phase), split.excluded(phase)
     sums = dict.fromkeys(("recall", "ndcg", "mrr", "hit", "precision"), 0.0)
     seen_items = np.zeros(split.n_items, dtype=bool)
@@ -376,7 +399,12 @@ def evaluate_ranker(
     bar = _progress(len(users), progress)
     for start in batches:
         rows = users[start : start + batch_size]
-        recommended = np.asarray(ranker(history[rows], excluded[rows], k))
+        if takes_users:
+            recommended = np.asarray(
+                ranker(history[rows], excluded[rows], k, users=split.user_ids[rows])
+            )
+        else:
+            recommended = np.asarray(ranker(history[rows], excluded[rows], k))
         if recommended.shape != (len(rows), k):
             raise ValueError(
                 f"ranker returned shape {recommended.shape}, expected {(len(rows), k)}"
@@ -435,18 +463,40 @@ class Model:
 
 @dataclass
 class ModelResult:
+    """A model's test metrics with the setting chosen on validation (`valid` is None for a
+    model evaluated in one fixed setting). `engine`: "qdrant" when served through the store,
+    "numpy" for an in-memory baseline."""
+
     model: str
     params: dict[str, Any]
     test: Metrics
-    valid: Metrics
+    valid: Metrics | None
     seconds: float
     main_param: str | None = None
     tuning: list[tuple[dict[str, Any], Metrics]] = field(default_factory=list)
+    engine: str = "numpy"
 
     def row(self) -> dict[str, Any]:
         """The results.json object of this model."""
-        params = json.loads(json.dumps(self.params))  # plain JSON types (dict keys as strings)
-        return {"model": self.model, "params": params, **self.test.as_dict()}
+        row = {
+            "model": self.model,
+            "engine": self.engine,
+            "params": _plain(self.params),
+            **self.test.as_dict(),
+            "users": self.test.users,
+            "seconds": round(self.seconds, 1),
+        }
+        if len(self.tuning) > 1:
+            row["tuning"] = [
+                {"params": _plain(p), f"ndcg@{m.k}": m.ndcg, "users": m.users}
+                for p, m in self.tuning
+            ]
+        return row
+
+
+def _plain(value: Any) -> Any:
+    """Plain JSON types (dict keys as strings)."""
+    return json.loads(json.dumps(value))
 
 
 def evaluate_model(
@@ -510,12 +560,16 @@ def run_evaluation(
     return results
 
 
-def baseline_models(quick: bool = False) -> list[Model]:
-    """Popularity, item-kNN cosine, EASE and the learned item model (numpy), with their grids
-    (`quick`: each model's usual best setting only)."""
+NUMPY_ITEM = "item-numpy"
+
+
+def baseline_models(quick: bool = False, item_grid: bool = False) -> list[Model]:
+    """Popularity, item-kNN cosine and EASE with their grids (`quick`: each model's usual best
+    setting only), and the learned item model in numpy ("item-numpy") in the setting the store
+    serves (`item_grid`: its l2 grid instead)."""
     knn = (200,) if quick else (25, 50, 100, 200, 400)
     ease = (800.0,) if quick else (100.0, 200.0, 300.0, 500.0, 800.0, 1200.0)
-    item = [itemmodel.ITEM_MODEL_DEFAULTS] if quick else itemmodel.ITEM_MODEL_GRID
+    item = itemmodel.ITEM_MODEL_GRID if item_grid and not quick else [itemmodel.ITEM_MODEL_DEFAULTS]
     return [
         Model("popularity", lambda train: popularity_ranker(train)),
         Model(
@@ -531,7 +585,7 @@ def baseline_models(quick: bool = False) -> list[Model]:
             "l2",
         ),
         Model(
-            "item",
+            NUMPY_ITEM,
             lambda train, **params: item_weights_ranker(
                 itemmodel.learn_item_weights(train, **params)
             ),
@@ -541,6 +595,225 @@ def baseline_models(quick: bool = False) -> list[Model]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# Qdrant-served models: the split's training part ingested into a temporary embedded store,
+# every user ranked through recommend.recommend() exactly as the service asks the store.
+
+SERVED_MODELS = ("tutorial", "user-knn", "item")
+USER_KNN_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"neighbors": n, "knn_power": p} for n in (50, 100, 200) for p in (1.0, 2.0)
+)
+# A served grid is tuned on this many validation users (a fixed random sample): every setting
+# costs one store query per user, and the full validation set would not fit the time budget.
+TUNING_USERS = 1_000
+# Scratch space for the temporary store: memory when there is room (faster), else the temp dir.
+SCRATCH = Path("/dev/shm")
+SCRATCH_MIN_FREE = 2 << 30
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model served from the store: `name` is recommend()'s model; each params dict of
+    `grid` (recommend() keyword arguments) is tried on validation when there are several."""
+
+    name: str
+    grid: Sequence[Mapping[str, Any]] = ({},)
+    main_param: str | None = None
+
+
+def served_models(quick: bool = False) -> list[ServedModel]:
+    """tutorial (exact: 20 neighbours), user-knn (neighbours x power grid; `quick`: the served
+    constants only) and the item model as ingest learns it (served defaults, not re-tuned)."""
+    from movierec import recommend
+
+    served = {"neighbors": recommend.USER_KNN_NEIGHBORS, "knn_power": recommend.USER_KNN_POWER}
+    return [
+        ServedModel("tutorial", ({"neighbors": 20},)),
+        ServedModel("user-knn", (served,) if quick else USER_KNN_GRID, "neighbors"),
+        ServedModel("item"),
+    ]
+
+
+def train_dataset(split: Split, dataset: Any) -> Any:
+    """The split's training part as a movielens.Dataset to ingest: the train interactions with
+    their stars, the split's users, and the split's movies (titles, years and genres from
+    `dataset`, the full dataset the split was made from)."""
+    from movierec import movielens
+
+    train = split.history("test").tocoo()  # rows sorted by user, then movie
+    movies = dataset.movies[dataset.movies["movie_id"].isin(split.movie_ids)]
+    users = dataset.users[dataset.users["user_id"].isin(split.user_ids)]
+    return movielens.Dataset(
+        f"{dataset.name}-train",
+        split.user_ids[train.row].astype(np.int64),
+        split.movie_ids[train.col].astype(np.int64),
+        train.data.astype(np.float64),
+        movies.reset_index(drop=True),
+        users.reset_index(drop=True),
+    )
+
+
+def _scratch_dir() -> str | None:
+    import os
+    import shutil
+
+    try:
+        if os.access(SCRATCH, os.W_OK) and shutil.disk_usage(SCRATCH).free >= SCRATCH_MIN_FREE:
+            return str(SCRATCH)
+    except OSError:
+        pass
+    return None
+
+
+@contextmanager
+def served_store(dataset: Any, *, item_model: bool = True, progress: bool = False):
+    """`dataset` ingested as `movierec ingest` does (the item model learned from it with the
+    served defaults) into a temporary embedded store; yields a reader, removes it all after."""
+    from movierec import ingest
+    from movierec.config import Settings
+    from movierec.store import open_reader, open_writer
+
+    with tempfile.TemporaryDirectory(prefix="movierec-evaluate-", dir=_scratch_dir()) as tmp:
+        settings = Settings(qdrant_url=None, qdrant_path=Path(tmp) / "qdrant")
+        prepared = ingest.prepare(dataset, itemmodel.ingest_item_vectors if item_model else None)
+        ingest.write(open_writer(settings), prepared, progress=progress)
+        del prepared
+        reader = open_reader(settings)
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+
+def store_ranker(store: Any, movie_ids: np.ndarray, model: str, **params: Any) -> Ranker:
+    """Rank through the store as the service does: recommend.recommend() with the user's train
+    movies and stars as the person's ratings, the excluded movies as `exclude`, and the user
+    kept out of their own neighbours (their train ratings are in the store). A history longer
+    than the service's request cap is cut to its best-rated movies (3 users of ML-1M)."""
+    from movierec import recommend
+
+    def rank_movies(hist, vals, excl, k, users) -> list[list[int]]:
+        lists = []
+        for movies, stars, excluded, user in zip(hist, vals, excl, users):
+            if len(movies) > recommend.MAX_RATINGS:
+                keep = np.lexsort((movies, -stars))[: recommend.MAX_RATINGS]
+                movies, stars = movies[keep], stars[keep]
+            answer = recommend.recommend(
+                store,
+                dict(zip(movies.tolist(), stars.tolist())),
+                limit=k,
+                scale="stars",
+                model=model,
+                exclude=tuple(excluded.tolist()),
+                exclude_user=int(user),
+                **params,
+            )
+            lists.append([r.movie.movie_id for r in answer.items])
+        return lists
+
+    return movie_id_ranker(rank_movies, movie_ids, with_users=True)
+
+
+def tuning_sample(split: Split, n: int = TUNING_USERS, seed: int = SEED) -> np.ndarray:
+    """Rows of up to n users with validation items, drawn at random with a fixed seed."""
+    users = np.flatnonzero(np.diff(split.valid.indptr) > 0)
+    if len(users) <= n:
+        return users
+    return np.sort(np.random.default_rng(seed).choice(users, n, replace=False))
+
+
+def evaluate_served(
+    store: Any,
+    split: Split,
+    models: Iterable[ServedModel] | None = None,
+    *,
+    k: int = K,
+    progress: bool = False,
+    tuning_users: int = TUNING_USERS,
+) -> list[ModelResult]:
+    """Each served model through `store` (built from `split`'s train part): a grid tuned by
+    NDCG on a sample of validation users, then every test user ranked."""
+    results = []
+    sample = tuning_sample(split, tuning_users)
+    for model in served_models() if models is None else models:
+        if not model.grid:
+            raise ValueError(f"model {model.name!r} has an empty parameter grid")
+        started = time.perf_counter()
+        tuning: list[tuple[dict[str, Any], Metrics]] = []
+        best_valid: Metrics | None = None
+        best_params = dict(model.grid[0])
+        if len(model.grid) > 1:
+            for params in model.grid:
+                label = f"{model.name} {_format_params(params)} (valid)" if progress else False
+                ranker = store_ranker(store, split.movie_ids, model.name, **params)
+                metrics = evaluate_ranker(
+                    ranker, split, "valid", k=k, batch_size=64, progress=label, users=sample
+                )
+                tuning.append((dict(params), metrics))
+            best_params, best_valid = max(tuning, key=lambda pair: pair[1].ndcg)
+        ranker = store_ranker(store, split.movie_ids, model.name, **best_params)
+        label = f"{model.name} (test)" if progress else False
+        test = evaluate_ranker(ranker, split, "test", k=k, batch_size=64, progress=label)
+        shown = dict(best_params)
+        if model.name == "item":  # what the store serves, as the ingest learned it
+            shown = dict(store.meta().get("models", {}).get("item", {}))
+        results.append(
+            ModelResult(
+                model.name,
+                shown,
+                test,
+                best_valid,
+                time.perf_counter() - started,
+                model.main_param,
+                tuning,
+                engine="qdrant",
+            )
+        )
+    return results
+
+
+def evaluate_all(
+    dataset: Any,
+    split: Split | None = None,
+    *,
+    quick: bool = False,
+    progress: bool = False,
+    tuning_users: int = TUNING_USERS,
+    served: Iterable[ServedModel] | None = None,
+    baselines: Iterable[Model] | None = None,
+) -> tuple[list[ModelResult], dict[str, Any]]:
+    """Every model on `dataset` (a movielens.Dataset): the served ones through a temporary
+    store built from the split's train part, then the numpy baselines. Returns the results
+    (served first) and facts about the run (split sizes, store build time, tuning sample)."""
+    started = time.perf_counter()
+    if split is None:
+        split = prepare_split(dataset.user_ids, dataset.movie_ids, dataset.ratings)
+    built = time.perf_counter()
+    with served_store(train_dataset(split, dataset), progress=progress) as store:
+        store_seconds = time.perf_counter() - built
+        results = evaluate_served(
+            store,
+            split,
+            served_models(quick) if served is None else served,
+            progress=progress,
+            tuning_users=tuning_users,
+        )
+    results += evaluate_models(
+        split, baseline_models(quick) if baselines is None else baselines, progress=progress
+    )
+    tuned = any(len(r.tuning) > 1 for r in results if r.engine == "qdrant")
+    info = {
+        "dataset": dataset.name,
+        "users": split.n_users,
+        "movies": split.n_items,
+        "interactions": int(split.ratings.nnz),
+        "store_seconds": round(store_seconds, 1),
+        "tuning_users": len(tuning_sample(split, tuning_users)) if tuned else 0,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return results, info
+
+
 def main(args: Any, settings: Any) -> int:
     """`movierec evaluate [--dataset NAME] [--data DIR] [--output DIR] [--quick]`."""
     import sys
@@ -548,38 +821,54 @@ def main(args: Any, settings: Any) -> int:
     from movierec import movielens
 
     name = args.dataset or settings.movielens_dataset
-    folder = args.data or settings.movielens_dir
     progress = sys.stderr.isatty()
-    if folder is None:
-        folder = movielens.fetch(
-            name,
-            settings.movielens_cache,
-            settings.movielens_url,
-            settings.movielens_md5,
-            progress=progress,
-        )
-    dataset = movielens.load(Path(folder), name)
+    folder = movielens.dataset_folder(settings, name, args.data, progress=progress)
     started = time.perf_counter()
+    dataset = movielens.load(Path(folder), name)
     split = prepare_split(dataset.user_ids, dataset.movie_ids, dataset.ratings)
-    results = evaluate_models(split, baseline_models(quick=args.quick), progress=progress)
-    print(
-        f"{name}: {split.n_users} users, {split.n_items} movies, {split.ratings.nnz} interactions "
-        f"(ratings >= {MIN_RATING}, 10-core), split 80/10/10 per user with seed {SEED}; "
-        f"tuned on valid, test shown ({time.perf_counter() - started:.0f} s)"
-    )
+    results, info = evaluate_all(dataset, split, quick=args.quick, progress=progress)
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    notes = run_notes(info)
+    print(notes[0])
     print(format_table(results))
+    for line in notes[1:]:
+        print(line)
     if args.output is not None:
-        write_results(results, args.output, split)
+        write_results(results, args.output, split, notes=notes)
         print(f"wrote {Path(args.output) / 'results.json'} and {Path(args.output) / 'results.md'}")
     return 0
+
+
+def run_notes(info: Mapping[str, Any]) -> list[str]:
+    """What a reader of the table needs to know about the run."""
+    return [
+        f"{info['dataset']}: {info['users']} users, {info['movies']} movies, "
+        f"{info['interactions']} interactions (ratings >= {MIN_RATING}, 10-core), split "
+        f"80/10/10 per user with seed {SEED}; tuned on valid, test shown "
+        f"({info['seconds']:.0f} s in all)",
+        f"engine qdrant: served through an embedded Qdrant store holding the train part "
+        f"(built in {info['store_seconds']:.0f} s, item model learned at ingest with the served "
+        f"defaults), each user asking recommend() with their train movies and stars"
+        + (
+            f"; user-knn tuned on {info['tuning_users']} validation users"
+            if info.get("tuning_users")
+            else ""
+        )
+        + ". engine numpy: in-memory baselines.",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
 # Reporting
 
 
-def _format_params(params: Mapping[str, Any]) -> str:
-    return " ".join(f"{key}={_format_value(value)}" for key, value in params.items()) or "-"
+# Shown in results.json, left out of the tables (they would only widen them).
+_TABLE_HIDDEN = ("rating_weights", "liked_stars", "min_likes")
+
+
+def _format_params(params: Mapping[str, Any], hidden: Sequence[str] = ()) -> str:
+    shown = {k: v for k, v in params.items() if k not in hidden and v is not None}
+    return " ".join(f"{key}={_format_value(value)}" for key, value in shown.items()) or "-"
 
 
 def _format_value(value: Any) -> str:
@@ -590,9 +879,9 @@ def _format_value(value: Any) -> str:
 
 def format_table(results: Sequence[ModelResult], k: int = K) -> str:
     """The results as a fixed-width text table (test metrics)."""
-    header = ["model", "params"] + [f"{name}@{k}" for name in METRICS] + ["time"]
+    header = ["model", "engine", "params"] + [f"{name}@{k}" for name in METRICS] + ["time"]
     lines = [
-        [r.model, _format_params(r.params)]
+        [r.model, r.engine, _format_params(r.params, _TABLE_HIDDEN)]
         + [f"{getattr(r.test, name):.4f}" for name in METRICS]
         + [f"{r.seconds:.1f}s"]
         for r in results
@@ -601,29 +890,35 @@ def format_table(results: Sequence[ModelResult], k: int = K) -> str:
 
     def fmt(row: list[str]) -> str:
         cells = zip(row, widths)
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(cells))
+        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(cells))
 
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(row) for row in lines])
 
 
-def format_markdown(results: Sequence[ModelResult], split: Split | None = None, k: int = K) -> str:
+def format_markdown(
+    results: Sequence[ModelResult],
+    split: Split | None = None,
+    k: int = K,
+    notes: Sequence[str] = (),
+) -> str:
     """results.md: the table, the protocol, and NDCG@k on validation against each model's main
-    parameter (Mermaid xychart, rendered by GitHub)."""
+    parameter, the other parameters at their chosen values (Mermaid xychart, rendered by
+    GitHub)."""
     names = [f"{name}@{k}" for name in METRICS]
     out = [
         f"# Offline evaluation (test part, k = {k})",
         "",
-        "| model | params | " + " | ".join(names) + " | time |",
-        "|---|---|" + "---:|" * (len(names) + 1),
+        "| model | engine | params | " + " | ".join(names) + " | time |",
+        "|---|---|---|" + "---:|" * (len(names) + 1),
     ]
     for r in results:
         cells = [f"{getattr(r.test, name):.4f}" for name in METRICS]
         out.append(
-            f"| {r.model} | {_format_params(r.params)} | "
+            f"| {r.model} | {r.engine} | {_format_params(r.params, _TABLE_HIDDEN)} | "
             + " | ".join(cells)
             + f" | {r.seconds:.1f} s |"
         )
-    out += ["", PROTOCOL]
+    out += [""] + [f"{line}\n" for line in notes] + [PROTOCOL]
     if split is not None:
         out.append(
             f"\nData: {split.n_users} users, {split.n_items} movies, "
@@ -631,7 +926,12 @@ def format_markdown(results: Sequence[ModelResult], split: Split | None = None, 
             f"valid / {split.test.nnz} test)."
         )
     for r in results:
-        points = [(p[r.main_param], m.ndcg) for p, m in r.tuning if r.main_param in p]
+        points = [
+            (p[r.main_param], m.ndcg)
+            for p, m in r.tuning
+            if r.main_param in p
+            and all(v == r.params.get(key) for key, v in p.items() if key != r.main_param)
+        ]
         if len(points) < 2:
             continue
         xs = ", ".join(_format_value(x) for x, _ in points)
@@ -643,6 +943,7 @@ def format_markdown(results: Sequence[ModelResult], split: Split | None = None, 
             "",
             "```mermaid",
             "xychart-beta",
+            f'    title "{r.model} ({_format_params(_others(r))})"' if _others(r) else
             f'    title "{r.model}"',
             f'    x-axis "{r.main_param}" [{xs}]',
             f'    y-axis "NDCG@{k} (valid)" {lo - 0.005:.3f} --> {hi + 0.005:.3f}',
@@ -652,15 +953,22 @@ def format_markdown(results: Sequence[ModelResult], split: Split | None = None, 
     return "\n".join(out) + "\n"
 
 
+def _others(r: ModelResult) -> dict[str, Any]:
+    """The tuned parameters other than the main one, at their chosen values."""
+    tuned = {key for p, _ in r.tuning for key in p}
+    return {key: r.params[key] for key in r.params if key in tuned and key != r.main_param}
+
+
 def write_results(
     results: Sequence[ModelResult],
     output_dir: str | Path,
     split: Split | None = None,
     *,
     k: int = K,
+    notes: Sequence[str] = (),
 ) -> None:
     """DIR/results.json (one object per model) and DIR/results.md."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([r.row() for r in results], indent=2) + "\n")
-    (out / "results.md").write_text(format_markdown(results, split, k=k))
+    (out / "results.md").write_text(format_markdown(results, split, k=k, notes=notes))

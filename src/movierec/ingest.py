@@ -204,14 +204,7 @@ def run(
     name = dataset_name or settings.movielens_dataset
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    folder = data_dir or settings.movielens_dir
-    if folder is None:
-        folder = movielens.fetch(
-            name, settings.movielens_cache, settings.movielens_url, settings.movielens_md5,
-            progress=progress,
-        )
-    elif not Path(folder).is_dir():
-        raise DataError(f"{folder}: no such dataset folder (check MOVIELENS_DIR or --data)")
+    folder = movielens.dataset_folder(settings, name, data_dir, progress=progress)
     t1 = time.perf_counter()
     seconds["fetch"] = t1 - t0
     dataset = movielens.load(Path(folder), name)

