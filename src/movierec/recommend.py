@@ -183,16 +183,22 @@ def similar_users(
 
 
 def _exact_scores(query: SparseVector, fetched: list[Neighbor], threshold: float | None):
-    """Dot products recomputed in float64, summed in index order: equal inputs, equal sums."""
-    q_idx = query.indices
-    q_val = query.values.astype(np.float64)
-    exact = np.empty(len(fetched))
-    for k, n in enumerate(fetched):
-        vector = n.vector if threshold is None else _liked_part(n.vector, threshold)
-        common, qi, ni = np.intersect1d(q_idx, vector.indices, assume_unique=True,
-                                        return_indices=True)
-        exact[k] = np.dot(q_val[qi], vector.values[ni].astype(np.float64)) if common.size else 0.0
-    return exact
+    """Dot products recomputed in float64 from the searched vectors, vectorized over all the
+    neighbours; each row sums its terms in index order, so equal inputs give equal sums."""
+    lengths = np.array([len(n.vector) for n in fetched])
+    indices = np.concatenate([n.vector.indices for n in fetched])
+    values = np.concatenate([n.vector.values for n in fetched]).astype(np.float64)
+    row = np.repeat(np.arange(len(fetched)), lengths)
+    if threshold is not None:  # the liked vector: liked movies at 1/sqrt(how many)
+        liked = values >= threshold
+        per_row = np.bincount(row, weights=liked, minlength=len(fetched))
+        # As vectors.liked_vectors stored them: computed in float64, kept as float32.
+        scale = (1.0 / np.sqrt(np.maximum(per_row, 1))).astype(np.float32).astype(np.float64)
+        values = np.where(liked, scale[row], 0.0)
+    pos = np.minimum(np.searchsorted(query.indices, indices), query.indices.size - 1)
+    hit = query.indices[pos] == indices
+    terms = np.where(hit, query.values[pos].astype(np.float64) * values, 0.0)
+    return np.bincount(row, weights=terms, minlength=len(fetched))
 
 
 # ---------------------------------------------------------------------------------------------
