@@ -28,6 +28,8 @@ MAX_RATINGS = 1_000
 MAX_LIMIT = 100
 MAX_NEIGHBORS = 1_000
 MAX_TIE_FETCH = 4_000
+# While the movie id range is at most this many times the ratings summed, aggregate by id.
+DENSE_RANGE_FACTOR = 64
 
 # user-knn: cosine on liked movies, chosen on ML-1M's validation split (movierec evaluate).
 USER_KNN_NEIGHBORS = 100
@@ -220,15 +222,27 @@ def _aggregate(neighbors: list[Neighbor], weights: np.ndarray | None = None,
     who liked it (z-score >= threshold)."""
     indices = np.concatenate([n.vector.indices for n in neighbors]).astype(np.int64)
     values = np.concatenate([n.vector.values for n in neighbors]).astype(np.float64)
-    movies, slot = np.unique(indices, return_inverse=True)
-    raters = np.bincount(slot, minlength=movies.size)
-    z_sum = np.bincount(slot, weights=values, minlength=movies.size)
+    top = int(indices.max()) + 1 if indices.size else 0
+    if indices.size and top <= DENSE_RANGE_FACTOR * indices.size:
+        # Movie ids are dense (ml-1m: 3,952 for 3,706 movies): one bincount by id, no sort.
+        counts = np.bincount(indices, minlength=top)
+        movies = np.flatnonzero(counts)
+        raters = counts[movies]
+        z_sum = np.bincount(indices, weights=values, minlength=top)[movies]
+        slot, size = indices, top
+    else:
+        movies, slot = np.unique(indices, return_inverse=True)
+        raters = np.bincount(slot, minlength=movies.size)
+        z_sum = np.bincount(slot, weights=values, minlength=movies.size)
+        size = movies.size
     if weights is None:
         return _Candidates(movies, z_sum, raters, z_sum)
     per_rating = np.repeat(weights, [len(n.vector) for n in neighbors])
     liked = np.where(values >= threshold, per_rating, 0.0)
-    return _Candidates(movies, np.bincount(slot, weights=liked, minlength=movies.size), raters,
-                       z_sum)
+    scores = np.bincount(slot, weights=liked, minlength=size)
+    if size != movies.size:
+        scores = scores[movies]
+    return _Candidates(movies, scores, raters, z_sum)
 
 
 def movie_scores(

@@ -4,6 +4,7 @@ validation every vector passes before it reaches an engine (qdrant-edge checks n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from movierec.errors import QueryError
 
 MAX_INDEX = 2**32 - 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class SparseVector:
             raise ValueError(f"{idx.size} indices but {val.size} values: lengths must be equal")
         if idx.size and idx.dtype.kind not in "iu":
             if idx.dtype.kind == "f" and np.all(np.isfinite(idx)) and np.all(idx == np.floor(idx)):
+                if idx.min() < 0 or idx.max() > MAX_INDEX:
+                    bad = idx[(idx < 0) | (idx > MAX_INDEX)][0]
+                    raise ValueError(f"index {bad:g} is outside 0..{MAX_INDEX}")
                 idx = idx.astype(np.int64)
             else:
                 raise ValueError("indices must be integers")
@@ -66,9 +71,11 @@ class SparseVector:
         if val.size and val.dtype.kind not in "iuf":
             raise ValueError("values must be numbers")
         val = val.astype(np.float64)
-        if not np.all(np.isfinite(val)):
+        # One pass for both checks (this runs on every query): NaN and inf propagate to the max.
+        largest = float(np.max(np.abs(val))) if val.size else 0.0
+        if not math.isfinite(largest):
             raise ValueError("values must be finite (no NaN or infinity)")
-        if np.any(np.abs(val) > np.finfo(np.float32).max):
+        if largest > FLOAT32_MAX:
             raise ValueError("values must fit in float32")
         order = np.argsort(idx, kind="stable")
         idx = idx[order]

@@ -51,9 +51,14 @@ class RecommendationRequest(BaseModel):
             raise ValueError("ratings are empty: rate at least one movie")
         if len(ratings) > MAX_RATINGS:
             raise ValueError(f"too many ratings: {len(ratings)} (at most {MAX_RATINGS})")
+        seen: dict[int, str] = {}
         for key, value in ratings.items():
             if not (key.isascii() and key.isdigit()) or int(key) > MAX_ID:
                 raise ValueError(f"movie id {key[:40]!r} is not an integer in 0..{MAX_ID}")
+            if int(key) in seen:  # "1" and "001": one movie, two ratings
+                raise ValueError(f"movie {int(key)} is rated twice ({seen[int(key)]!r} and "
+                                 f"{key[:40]!r})")
+            seen[int(key)] = key
             if not math.isfinite(value):
                 raise ValueError(f"rating of movie {key} must be a finite number")
         return ratings
