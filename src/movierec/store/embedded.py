@@ -426,6 +426,8 @@ class EmbeddedWriter(StoreWriter):
         # The vectors written so far, for users.csr: saved only if every user was written once.
         self._vectors: UserVectors | None = None
         self._written = 0
+        # Users whose upsert waits for their other named vectors: (start, stop, points).
+        self._pending: tuple[int, int, list] | None = None
 
     @property
     def _path(self) -> Path:
@@ -454,12 +456,15 @@ class EmbeddedWriter(StoreWriter):
 
     def write_users(self, vectors: UserVectors, payloads, start: int, stop: int) -> None:
         assert self._users is not None
-        # Python lists, not numpy slices: qdrant-edge converts a list 4x faster than an array.
-        points = [
-            qe.Point(user_id, {schema.RATINGS_VECTOR: qe.SparseVector(idx, val)}, payload)
+        self._send_pending()
+        # Held back one call: when the same users' other vectors follow (write_user_vectors,
+        # as ingest.write does), both go in one upsert, 10-15% cheaper than an upsert plus an
+        # update_vectors. Python lists, not numpy slices: qdrant-edge converts a list 4x
+        # faster than an array.
+        self._pending = (start, stop, [
+            (user_id, {schema.RATINGS_VECTOR: qe.SparseVector(idx, val)}, payload)
             for (user_id, idx, val), payload in zip(rows(vectors, start, stop), payloads[start:stop])
-        ]
-        self._users.update(qe.UpdateOperation.upsert_points(points))
+        ])
         if self._vectors is None or self._vectors is vectors:
             self._vectors = vectors
             self._written += stop - start
@@ -468,6 +473,17 @@ class EmbeddedWriter(StoreWriter):
 
     def write_user_vectors(self, name: str, vectors: UserVectors, start: int, stop: int) -> None:
         assert self._users is not None
+        pending = self._pending
+        if pending is not None and pending[:2] == (start, stop):
+            points = pending[2]
+            extra = list(rows(vectors, start, stop))
+            if [user_id for user_id, _, _ in extra] == [user_id for user_id, _, _ in points]:
+                for (_, named, _), (_, idx, val) in zip(points, extra):
+                    if idx:
+                        named[name] = qe.SparseVector(idx, val)
+                self._send_pending()
+                return
+        self._send_pending()
         updates = [
             qe.PointVectors(user_id, {name: qe.SparseVector(idx, val)})
             for user_id, idx, val in rows(vectors, start, stop)
@@ -476,8 +492,16 @@ class EmbeddedWriter(StoreWriter):
         if updates:
             self._users.update(qe.UpdateOperation.update_vectors(updates))
 
+    def _send_pending(self) -> None:
+        if self._pending is not None:
+            points = [qe.Point(user_id, named, payload)
+                      for user_id, named, payload in self._pending[2]]
+            self._pending = None
+            self._users.update(qe.UpdateOperation.upsert_points(points))
+
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
         assert self._movies is not None
+        self._send_pending()
         points = []
         for k in range(start, stop):
             payload = movies.payloads[k]
@@ -490,6 +514,7 @@ class EmbeddedWriter(StoreWriter):
 
     def counts(self) -> tuple[int, int]:
         assert self._users is not None and self._movies is not None
+        self._send_pending()
         return (
             self._users.count(qe.CountRequest(exact=True)),
             self._movies.count(qe.CountRequest(exact=True)),
@@ -497,6 +522,7 @@ class EmbeddedWriter(StoreWriter):
 
     def commit(self) -> None:
         assert self._users is not None and self._movies is not None
+        self._send_pending()
         for shard in (self._users, self._movies):
             shard.flush()
             shard.close()
@@ -513,6 +539,7 @@ class EmbeddedWriter(StoreWriter):
         self._release_ingest()
 
     def abort(self) -> None:
+        self._pending = None
         for shard in (self._users, self._movies):
             if shard is not None:
                 try:

@@ -1,0 +1,155 @@
+"""Measurement helpers shared by the benchmarks: timers, percentiles, the machine, tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Samples:
+    """Durations in seconds; summaries in the unit asked for."""
+
+    seconds: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.seconds.append(value)
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.seconds, q)) if self.seconds else float("nan")
+
+    @property
+    def p50(self) -> float:
+        return self.pct(50)
+
+    @property
+    def p99(self) -> float:
+        return self.pct(99)
+
+    def summary(self, scale: float = 1e3) -> dict:
+        return {"n": len(self.seconds), "p50": self.p50 * scale, "p99": self.p99 * scale,
+                "min": min(self.seconds) * scale if self.seconds else float("nan")}
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - start, out
+
+
+def repeat(fn, n: int, warmup: int = 3, budget: float | None = None) -> Samples:
+    """Run fn n times (after a warmup), or until `budget` seconds have passed."""
+    for _ in range(warmup):
+        fn()
+    samples = Samples()
+    deadline = None if budget is None else time.perf_counter() + budget
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.add(time.perf_counter() - start)
+        if deadline is not None and time.perf_counter() > deadline and len(samples.seconds) >= 5:
+            break
+    return samples
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fsync_latency_ms(folder: Path, n: int = 30) -> float:
+    """Median time of a 4 KiB write + fsync where the stores live: what durable writes cost."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    times = []
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 4096)
+            start = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return float(np.median(times) * 1e3)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def machine(workdir: Path) -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    flags = ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = "AVX-512" if "avx512f" in text else ("AVX2" if "avx2" in text else "")
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "simd": flags,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "fsync_ms": round(fsync_latency_ms(workdir), 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "packages": {p: _version(p) for p in ("numpy", "scipy", "pandas", "qdrant-edge-py",
+                                               "qdrant-client", "fastapi", "uvicorn")},
+    }
+
+
+def run_json(args: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
+    """Run a bench worker subprocess (python -m ...) that prints one JSON object last."""
+    proc = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub markdown table."""
+    def cell(v) -> str:
+        if isinstance(v, float):
+            if v != v:
+                return "-"
+            if abs(v) >= 100:
+                return f"{v:,.0f}"
+            if abs(v) >= 10:
+                return f"{v:.1f}"
+            if abs(v) >= 1:
+                return f"{v:.2f}"
+            return f"{v:.3f}"
+        return str(v)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
