@@ -399,21 +399,26 @@ def _recommend_item(store, ratings, scale, limit, movie_filter, exclude) -> Answ
         # Genre/year filters and the person's movies, all in the one Qdrant query.
         search = MovieFilter(rated, movie_filter.genres, movie_filter.year_min,
                              movie_filter.year_max)
-        found = store.similar_movies(query, limit, search, with_vectors=True)
+        found = store.similar_movies(query, limit, search)
     else:
         # Without a payload filter, fetching len(rated) more and dropping the person's movies
         # gives the same answer as a must_not filter, which costs qdrant-edge a filtered scan
         # (11 ms instead of 0.3 ms with 150 rated movies, ml-1m; see BENCHMARKS.md).
-        found = store.similar_movies(query, limit + len(rated), MovieFilter(), with_vectors=True)
+        found = store.similar_movies(query, limit + len(rated), MovieFilter())
         excluded = set(rated)
         found = [hit for hit in found if hit.movie_id not in excluded][:limit]
+    found = [hit for hit in found if hit.score > 0]
+    # The explanations need the answers' weight vectors: fetched for those few movies only
+    # (each holds thousands of weights; asking the search for all of them cost 2 ms).
+    vectors = store.movie_vectors([hit.movie_id for hit in found]) if found else {}
     catalog = store.catalog()
     out = []
     for hit in found:
         movie = catalog.get(hit.movie_id)
-        if movie is None or not hit.score > 0:
+        if movie is None:
             continue
-        out.append(Recommendation(movie, hit.score, _item_why(catalog, query, hit.vector)))
+        out.append(Recommendation(movie, hit.score,
+                                  _item_why(catalog, query, vectors.get(hit.movie_id))))
     return Answer("item", 0, out)
 
 

@@ -102,6 +102,10 @@ class StoreReader(ABC):
     ) -> list[ScoredMovie]:
         """Top movies by dot product of `query` with their item-model vectors, filtered."""
 
+    @abstractmethod
+    def movie_vectors(self, movie_ids: list[int]) -> dict[int, SparseVector]:
+        """The item-model vectors of these movies (those that have one)."""
+
     def refresh(self) -> bool:
         """Pick up a newer ingest if one was switched in; True if the version changed."""
         return False

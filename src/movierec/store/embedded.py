@@ -387,6 +387,18 @@ class EmbeddedReader(StoreReader):
         v = records[0].vector[schema.RATINGS_VECTOR]
         return as_sparse(v.indices, v.values)
 
+    def movie_vectors(self, movie_ids) -> dict[int, SparseVector]:
+        live = self._live()
+        with self._mutex:
+            records = live.movies.retrieve([int(m) for m in movie_ids], with_payload=False,
+                                           with_vector=[schema.ITEM_VECTOR])
+        out = {}
+        for r in records:
+            v = (r.vector or {}).get(schema.ITEM_VECTOR)
+            if v is not None:
+                out[int(r.id)] = as_sparse(v.indices, v.values)
+        return out
+
     def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
         live = self._live()
         request = qe.QueryRequest(

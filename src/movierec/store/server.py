@@ -254,6 +254,16 @@ class ServerReader(StoreReader):
         v = records[0].vector[schema.RATINGS_VECTOR]
         return as_sparse(v.indices, v.values)
 
+    def movie_vectors(self, movie_ids) -> dict[int, SparseVector]:
+        records = self._call(self.client.retrieve, schema.MOVIES, ids=[int(m) for m in movie_ids],
+                             with_payload=False, with_vectors=[schema.ITEM_VECTOR])
+        out = {}
+        for r in records:
+            v = (r.vector or {}).get(schema.ITEM_VECTOR)
+            if v is not None:
+                out[int(r.id)] = as_sparse(v.indices, v.values)
+        return out
+
     def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
         answer = self._call(
             self.client.query_points,
