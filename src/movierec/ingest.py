@@ -18,7 +18,7 @@ from movierec import movielens, schema
 from movierec.config import Settings
 from movierec.errors import DataError, StoreUnavailable
 from movierec.store import MoviePoints, StoreWriter, open_writer, wait_until_reachable
-from movierec.vectors import RatingStats, SparseVector, UserVectors, liked_vectors, user_vectors
+from movierec.vectors import RatingStats, UserVectors, liked_vectors, user_vectors
 
 USER_BATCH = 1_000
 MOVIE_BATCH = 2_000

@@ -140,14 +140,6 @@ def _liked_threshold(store: StoreReader) -> float:
     return (schema.LIKED_STARS - stats.mean) / stats.std - 1e-6
 
 
-def _liked_part(vector: SparseVector, threshold: float) -> SparseVector:
-    """A user's liked vector, derived from their ratings exactly as the ingest stored it."""
-    keep = vector.values >= threshold
-    n = int(keep.sum())
-    value = np.float32(1.0 / np.sqrt(max(n, 1)))
-    return SparseVector(vector.indices[keep], np.full(n, value, dtype=np.float32))
-
-
 def similar_users(
     store: StoreReader,
     query: SparseVector,

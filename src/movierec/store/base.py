@@ -176,6 +176,16 @@ def rows(vectors: UserVectors, start: int, stop: int):
         yield user_id, indices[lo:hi], values[lo:hi]
 
 
+def named_vectors(records, name: str) -> dict[int, SparseVector]:
+    """{point id: its `name` vector} for records of either engine (points without it skipped)."""
+    out = {}
+    for r in records:
+        v = (r.vector or {}).get(name)
+        if v is not None:
+            out[int(r.id)] = as_sparse(v.indices, v.values)
+    return out
+
+
 def as_sparse(indices, values) -> SparseVector:
     """An engine's returned vector as our SparseVector (already valid: it came from us)."""
     return SparseVector(np.asarray(indices, dtype=np.uint32), np.asarray(values, dtype=np.float32))

@@ -43,6 +43,7 @@ from movierec.store.base import (
     StoreStatus,
     StoreWriter,
     as_sparse,
+    named_vectors,
     new_version,
     rows,
 )
@@ -392,12 +393,7 @@ class EmbeddedReader(StoreReader):
         with self._mutex:
             records = live.movies.retrieve([int(m) for m in movie_ids], with_payload=False,
                                            with_vector=[schema.ITEM_VECTOR])
-        out = {}
-        for r in records:
-            v = (r.vector or {}).get(schema.ITEM_VECTOR)
-            if v is not None:
-                out[int(r.id)] = as_sparse(v.indices, v.values)
-        return out
+        return named_vectors(records, schema.ITEM_VECTOR)
 
     def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
         live = self._live()

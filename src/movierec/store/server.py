@@ -27,6 +27,7 @@ from movierec.store.base import (
     StoreStatus,
     StoreWriter,
     as_sparse,
+    named_vectors,
     new_version,
     rows,
 )
@@ -257,12 +258,7 @@ class ServerReader(StoreReader):
     def movie_vectors(self, movie_ids) -> dict[int, SparseVector]:
         records = self._call(self.client.retrieve, schema.MOVIES, ids=[int(m) for m in movie_ids],
                              with_payload=False, with_vectors=[schema.ITEM_VECTOR])
-        out = {}
-        for r in records:
-            v = (r.vector or {}).get(schema.ITEM_VECTOR)
-            if v is not None:
-                out[int(r.id)] = as_sparse(v.indices, v.values)
-        return out
+        return named_vectors(records, schema.ITEM_VECTOR)
 
     def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
         answer = self._call(
