@@ -71,6 +71,17 @@ def start(env: dict, log: Path, wait_for: str = "/healthz", timeout: float = 60)
         time.sleep(0.05)
 
 
+def serve_prepared(prepared, root: Path) -> Service:
+    """Write `prepared` (an ingest.Prepared) into an embedded store under root, and serve it."""
+    from movierec import ingest
+    from movierec.config import Settings
+    from movierec.store import open_writer
+
+    settings = Settings(qdrant_url=None, qdrant_path=root / "q")
+    ingest.write(open_writer(settings), prepared, progress=False)
+    return start({"QDRANT_PATH": str(root / "q"), "QDRANT_URL": ""}, root / "serve.log")
+
+
 @contextmanager
 def running(env: dict, log: Path, **kw):
     service = start(env, log, **kw)

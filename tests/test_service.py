@@ -11,10 +11,8 @@ import time
 import httpx
 import pytest
 
-from movierec import ingest
-from movierec.store import open_writer
-from tests.conftest import REFERENCE, settings_for
-from tests.service_helpers import TUTORIAL_BODY, running, start
+from tests.conftest import REFERENCE
+from tests.service_helpers import TUTORIAL_BODY, running, serve_prepared
 
 pytestmark = pytest.mark.ml1m
 
@@ -22,10 +20,7 @@ pytestmark = pytest.mark.ml1m
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, ml1m_prepared_full):
     """ml-1m ingested once (every model) into an embedded store, served by `movierec serve`."""
-    root = tmp_path_factory.mktemp("api")
-    ingest.write(open_writer(settings_for(qdrant_path=root / "q")), ml1m_prepared_full,
-                 progress=False)
-    service = start({"QDRANT_PATH": str(root / "q"), "QDRANT_URL": ""}, root / "serve.log")
+    service = serve_prepared(ml1m_prepared_full, tmp_path_factory.mktemp("api"))
     yield service
     service.stop()
 
@@ -266,9 +261,7 @@ def test_unreachable_qdrant_gives_503_with_a_clear_message(tmp_path):
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path, ml1m_prepared):
-    ingest.write(open_writer(settings_for(qdrant_path=tmp_path / "q")), ml1m_prepared,
-                 progress=False)
-    service = start({"QDRANT_PATH": str(tmp_path / "q"), "QDRANT_URL": ""}, tmp_path / "s.log")
+    service = serve_prepared(ml1m_prepared, tmp_path)
     # Hold a request open by sending its body slowly, then SIGTERM mid-request.
     import socket
 

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from movierec import ingest
-from movierec.store import open_writer
-from tests.conftest import REFERENCE, settings_for
-from tests.service_helpers import Service, running, start
+from tests.conftest import REFERENCE
+from tests.service_helpers import Service, running, serve_prepared
 
 try:
     from playwright.sync_api import Page, expect
@@ -31,10 +29,7 @@ SCREENSHOT = ROOT / "docs" / "screenshot.png"
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory, ml1m_prepared_full) -> Iterator[Service]:
-    root = tmp_path_factory.mktemp("web")
-    ingest.write(open_writer(settings_for(qdrant_path=root / "q")), ml1m_prepared_full,
-                 progress=False)
-    service = start({"QDRANT_PATH": str(root / "q"), "QDRANT_URL": ""}, root / "serve.log")
+    service = serve_prepared(ml1m_prepared_full, tmp_path_factory.mktemp("web"))
     yield service
     service.stop()
 
