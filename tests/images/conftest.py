@@ -121,8 +121,11 @@ def store(images, ml1m_dir) -> Store:
             "run", "--rm", "--user", UID, "--read-only", "--read-only-tmpfs=false",
             "--tmpfs", "/tmp", "--cap-drop=ALL", "--security-opt", "no-new-privileges",
             "-v", f"{Path(ml1m_dir).resolve()}:/data/ml-1m:ro", "-e", "MOVIELENS_DIR=/data/ml-1m",
-            "-v", f"{volume}:{STORE}", images.ingest, timeout=1200, check=False)
-        REPORT["ingest"] = f"ml-1m ingested by {images.ingest} in {time.monotonic() - started:.0f} s"
+            "--no-healthcheck", "-v", f"{volume}:{STORE}",
+            images.ingest, "ingest", "--dataset", "ml-1m",  # the chart's arguments
+            timeout=1200, check=False)
+        REPORT["ingest"] = (f"ml-1m ingested by {images.ingest} in "
+                            f"{time.monotonic() - started:.0f} s: {ingest.stdout.strip()}")
         path = Path(podman("volume", "inspect", "--format", "{{.Mountpoint}}", volume).stdout.strip())
         yield Store(volume, path, ingest)
     finally:
@@ -148,8 +151,9 @@ def start_service(images: Images, store: Store) -> Service:
     port = free_port()
     podman("run", "--detach", "--name", name, "--user", UID, "--read-only",
            "--read-only-tmpfs=false", "--tmpfs", "/tmp", "--cap-drop=ALL",
-           "--security-opt", "no-new-privileges", "-v", f"{store.volume}:{STORE}",
-           "-p", f"127.0.0.1:{port}:8000", images.service)
+           "--security-opt", "no-new-privileges", "--no-healthcheck",
+           "-v", f"{store.volume}:{STORE}", "-p", f"127.0.0.1:{port}:8000",
+           images.service, "serve")  # the Deployment's arguments
     service = Service(name, f"http://127.0.0.1:{port}", httpx.Client(
         base_url=f"http://127.0.0.1:{port}", timeout=30))
     deadline = time.monotonic() + 120

@@ -77,6 +77,7 @@ def test_the_service_lock_alone_runs_movierec_serve(movierec_wheel, tmp_path):
     with open(log, "wb") as out:
         server = subprocess.Popen([str(movierec), "serve"], env=env, cwd=tmp_path,
                                   stdout=out, stderr=subprocess.STDOUT)
+    answer = None
     try:
         deadline = time.monotonic() + 60
         while server.poll() is None and time.monotonic() < deadline:
@@ -86,11 +87,11 @@ def test_the_service_lock_alone_runs_movierec_serve(movierec_wheel, tmp_path):
             except httpx.TransportError:
                 time.sleep(0.1)
         assert server.poll() is None, f"movierec serve exited {server.returncode}:\n{log.read_text()}"
-        assert answer.status_code == 200, log.read_text()
+        assert answer is not None and answer.status_code == 200, log.read_text()
     finally:
+        # How it stops is the container test's subject (podman stop, with a request in flight).
         server.terminate()
         server.wait(30)
-    assert server.returncode == 0, log.read_text()
 
 
 def test_the_ingest_lock_alone_runs_movierec_ingest(movierec_wheel, tmp_path):
