@@ -55,7 +55,7 @@ def test_dependencies_install_from_the_hashed_lock_before_the_code_is_copied(ima
     assert lock_copy < lock_install < code_copy
     install = dict(build)["ENV"].split("INSTALL=", 1)[1]
     assert "install --no-deps" in install and "$INSTALL --require-hashes" in steps[lock_install]
-    assert "$INSTALL /tmp/wheels/movierec-" in steps[-1]
+    assert "$INSTALL --root /opt/code /tmp/wheels/movierec-" in steps[-1]
     assert (ROOT / "requirements" / lock).exists()
     assert "--hash=sha256:" in (ROOT / "requirements" / lock).read_text()
 
