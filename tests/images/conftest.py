@@ -7,6 +7,7 @@ fails instead (these machines can run podman: `make podman-tools` sets it up).""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ UID = "10001:10001"
 STORE = "/var/lib/movierec"  # the images' data directory (QDRANT_PATH lives under it)
 # What the summary at the end of the run reports: image sizes, build and ingest times.
 REPORT: dict[str, str] = {}
+CI = os.environ.get("CI", "").lower() == "true"
 
 
 def podman(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -37,11 +39,12 @@ def podman(*args: str, timeout: float = 600, check: bool = True) -> subprocess.C
 
 
 def cannot_run(reason: str):
-    if os.environ.get("CI", "").lower() == "true":
+    if CI:
         pytest.fail(f"podman cannot run here, and CI=true: {reason}")
-    pytest.skip(f"podman cannot run here: {reason}")
+    pytest.skip(f"podman cannot run here: {reason}", allow_module_level=True)
 
 
+@functools.lru_cache(maxsize=1)
 def podman_problem() -> str | None:
     """Why podman cannot run containers on this machine, in one line; None when it can."""
     if shutil.which("podman") is None:

@@ -13,13 +13,18 @@ import pytest
 from tests.conftest import DISLIKES, LIKES, REFERENCE, settings_for
 from tests.service_helpers import TUTORIAL_BODY
 
-from .conftest import podman
+from .conftest import CI, cannot_run, podman, podman_problem
 
 # Each image may add at most this much to its base (README, Images).
 SIZE_BUDGET = 250e6
 # What the chart gives a pod between SIGTERM and SIGKILL (service.terminationGracePeriodSeconds).
 GRACE_SECONDS = 30
 DEFAULT_BODY = {"ratings": TUTORIAL_BODY["ratings"], "limit": 10}
+
+# Where podman cannot run, the whole module is skipped at collection, with one reason (under
+# CI=true each test fails instead, from the `images` fixture, and the rest of the run goes on).
+if (problem := podman_problem()) is not None and not CI:
+    cannot_run(problem)
 
 
 @pytest.fixture(scope="module")
