@@ -284,6 +284,7 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
             version=status.version,
             dataset=status.meta.get("dataset"),
             detail=status.detail or None,
+            cluster=status.cluster,
         ).model_dump()
         return JSONResponse(body, status_code=200 if status.ready else 503)
 
