@@ -39,6 +39,8 @@ from movierec.errors import DataError, StoreUnavailable
 from movierec.store.base import new_version
 
 MANIFEST = "manifest.json"
+KINDS = {"embedded": "the embedded store", "points": "qdrant-client local mode",
+         "server": "a Qdrant server"}
 FORMAT = 1
 CHUNK = 1 << 20
 POINT_BATCH = 1_000
@@ -84,8 +86,8 @@ def read_manifest(folder: Path, kind: str) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError):
         raise DataError(f"{folder / MANIFEST} is damaged; nothing was restored") from None
     if found != kind:
-        raise DataError(f"{folder} is a snapshot of a {found} store; this store is {kind} "
-                        f"(restore it into the kind of store it was made from)")
+        raise DataError(f"{folder} is a snapshot of {KINDS.get(found, found)}, this is "
+                        f"{KINDS[kind]}: restore it into the kind of store it was made from")
     for name, entry in files.items():
         path = folder / name
         if not path.is_file():
@@ -145,12 +147,12 @@ def _snapshot_embedded(settings: Settings, output: Path | None) -> tuple[str, in
     from movierec.store import embedded
 
     root = Path(settings.qdrant_path)
+    if embedded.read_history(root)[0] is None:
+        raise StoreUnavailable(f"no data in the embedded store at {root}: nothing to snapshot")
     lock = embedded._Lock(root / embedded.INGEST_LOCK,
                           f"an ingest is writing to {root}; wait for it, then snapshot")
     try:
         version, _ = embedded.read_history(root)
-        if version is None:
-            raise StoreUnavailable(f"no data in the embedded store at {root}: nothing to snapshot")
         source = root / embedded.VERSIONS / version
         meta = json.loads((source / embedded.META).read_text())
         folder = _output(output, "embedded", version)
