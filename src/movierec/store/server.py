@@ -315,11 +315,14 @@ class ServerReader(StoreReader):
             self.refresh(force=True)
             users = self._call(self.client.count, schema.USERS, exact=True).count
             movies = self._call(self.client.count, schema.MOVIES, exact=True).count
-            live = {alias: schema.versioned(alias, self._version or "")
-                    for alias in (schema.USERS, schema.MOVIES)}
-            cluster = self._call(cluster_of, self.client, live)
         except StoreUnavailable as exc:
             return StoreStatus(ready=False, detail=str(exc))
+        live = {alias: schema.versioned(alias, self._version or "")
+                for alias in (schema.USERS, schema.MOVIES)}
+        try:  # what the cluster says is reported, never a reason to stop serving
+            cluster = self._call(cluster_of, self.client, live)
+        except StoreUnavailable as exc:
+            cluster = {"mode": "server", "detail": f"cluster information unavailable: {exc}"}
         ready = users > 0 and movies > 0
         return StoreStatus(ready, users, movies, self._version,
                            "" if ready else "a collection is empty", self._meta or {}, cluster)
