@@ -131,3 +131,19 @@ def test_a_snapshot_restores_only_into_the_kind_of_store_it_came_from(tmp_path, 
     with pytest.raises(DataError, match="is a snapshot of the embedded store, this is qdrant-client local mode: "
                        "restore it into the kind of store it was made from"):
         restore(local, tmp_path / "backup")
+
+
+@pytest.mark.parametrize(("qdrant_url", "p2p_uri", "rest_url"), [
+    # The official chart, reached from the movierec namespace.
+    ("http://qdrant.qdrant.svc:6333", "http://qdrant-1.qdrant-headless:6335/",
+     "http://qdrant-1.qdrant-headless.qdrant.svc:6333"),
+    # Already a full name: kept.
+    ("http://qdrant.qdrant.svc:6333", "http://qdrant-2.qdrant-headless.qdrant.svc.cluster.local:6335",
+     "http://qdrant-2.qdrant-headless.qdrant.svc.cluster.local:6333"),
+    # A short QDRANT_URL (same namespace): nothing to add.
+    ("https://qdrant:6333", "http://qdrant-0.qdrant-headless:6335", "https://qdrant-0.qdrant-headless:6333"),
+])
+def test_each_peer_is_reached_on_its_rest_port_from_another_namespace(qdrant_url, p2p_uri, rest_url):
+    from movierec.store.backup import peer_rest_url
+
+    assert peer_rest_url(qdrant_url, p2p_uri) == rest_url

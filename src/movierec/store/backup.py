@@ -314,18 +314,29 @@ def _restore_points(settings: Settings, folder: Path, manifest: dict) -> str:
 
 # --- a Qdrant server: its own snapshot API on every peer --------------------------------------
 
+def peer_rest_url(qdrant_url: str, p2p_uri: str) -> str:
+    """The REST URL of a peer: its p2p URI's host, with QDRANT_URL's scheme and port. The
+    official chart's peers call each other by names relative to their own namespace
+    (qdrant-0.qdrant-headless); from another namespace they need its domain, which QDRANT_URL
+    carries (qdrant.qdrant.svc -> qdrant-0.qdrant-headless.qdrant.svc)."""
+    base = urlparse(qdrant_url)
+    port = base.port or (443 if base.scheme == "https" else 6333)
+    host = urlparse(p2p_uri).hostname or ""
+    base_host = base.hostname or ""
+    domain = base_host.split(".", 1)[1] if base_host.count(".") >= 2 else ""
+    if domain and host.count(".") <= 1 and not host.endswith(domain):
+        host = f"{host}.{domain}"
+    return f"{base.scheme}://{host}:{port}"
+
+
 def _peers(settings: Settings, client) -> list[tuple[int | None, str]]:
-    """(peer id, REST URL) of every Qdrant peer, in peer-id order; one entry for a single node.
-    A peer's REST URL is its p2p URI's host with the port and scheme of QDRANT_URL."""
+    """(peer id, REST URL) of every Qdrant peer, in peer-id order; one entry for a single node."""
     from movierec.store.server import peer_uris
 
     uris = peer_uris(client) or {}
     if not uris:
         return [(None, settings.qdrant_url)]
-    base = urlparse(settings.qdrant_url)
-    port = base.port or (443 if base.scheme == "https" else 6333)
-    return [(peer, f"{base.scheme}://{urlparse(uri).hostname}:{port}")
-            for peer, uri in sorted(uris.items())]
+    return [(peer, peer_rest_url(settings.qdrant_url, uri)) for peer, uri in sorted(uris.items())]
 
 
 def _http(settings: Settings):
