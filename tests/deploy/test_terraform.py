@@ -297,7 +297,7 @@ def test_operator_network_policy_admits_only_movierec_qdrant_and_monitoring():
     qdrant = operator_settings()["settings"]["features"]["clusterManagement"]["qdrant"]
     rules = qdrant["networkPolicies"]["ingress"]
     movierec = {"app.kubernetes.io/name": "movierec"}
-    for component in ("service", "ingest", "snapshot"):
+    for component in ("service", "ingest", "maintenance"):
         labels = {**movierec, "app.kubernetes.io/component": component}
         assert admitted_ports(rules, "movierec", labels) == {6333, 6334}, component
     # Qdrant's own namespace (peers, operator, agent) and the monitoring namespace.

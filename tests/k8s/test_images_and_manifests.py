@@ -100,8 +100,8 @@ def test_qdrant_side_network_policy_admits_exactly_the_movierec_workloads():
     admitted = [checks.name_of(w) for w in checks.workloads(rendered.objects)
                 if checks.matches(clients["namespaceSelector"], namespace_labels)
                 and checks.matches(clients["podSelector"], checks.pod_labels(w))]
-    assert sorted(admitted) == ["CronJob/movierec-ingest", "CronJob/movierec-snapshot",
-                                "Deployment/movierec"]
+    assert sorted(admitted) == ["CronJob/movierec-ingest", "CronJob/movierec-rollback",
+                                "CronJob/movierec-snapshot", "Deployment/movierec"]
     # The pods it guards are the ones the chart's egress rules aim at.
     qdrant_pods = render().one("NetworkPolicy", "movierec-service")["spec"]["egress"][0]["to"][0]["podSelector"]
     assert policy["spec"]["podSelector"] == qdrant_pods
@@ -214,7 +214,19 @@ def test_snapshot_cronjob_runs_movierec_snapshot_with_the_read_write_key():
     assert key == {"name": "qdrant-api-key", "key": "api-key"}
     assert container["envFrom"] == [{"configMapRef": {"name": "movierec-ingest"}}]
     assert pod["automountServiceAccountToken"] is False
-    policy = rendered.one("NetworkPolicy", "movierec-snapshot")
+    assert cronjob["metadata"]["labels"]["app.kubernetes.io/component"] == "maintenance"
+    policy = rendered.one("NetworkPolicy", "movierec-maintenance")
     assert policy["spec"].get("ingress") is None and policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert [r["ports"][0]["port"] for r in policy["spec"]["egress"]] == [6333, 53]
     assert not any(o["metadata"]["name"] == "movierec-snapshot" for o in render().objects)
+
+
+def test_rollback_is_an_on_demand_job_with_the_read_write_key():
+    cronjob = render().one("CronJob", "movierec-rollback")
+    assert cronjob["spec"]["suspend"] is True
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0  # a rollback is not retried behind the operator's back
+    (container,) = job["template"]["spec"]["containers"]
+    assert (container["command"], container["args"]) == (["movierec"], ["rollback"])
+    key = checks.env_var(container, "QDRANT_API_KEY")["valueFrom"]["secretKeyRef"]
+    assert key == {"name": "qdrant-api-key", "key": "api-key"}
