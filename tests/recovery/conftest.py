@@ -28,6 +28,15 @@ def datasets(tmp_path_factory) -> list[Path]:
     return [make_dataset(root / f"seed{seed}", seed) for seed in range(1, 7)]
 
 
+def begin_a_version(writer, folder: Path) -> str:
+    """Start writing a version as an ingest does (collections created, nothing written yet)."""
+    from movierec import ingest, movielens
+    from movierec.models import REGISTRY
+
+    prepared = ingest.prepare(movielens.load(folder, "x"), REGISTRY.unlearned())
+    return writer.begin(prepared.meta, REGISTRY.user_vector_names(), REGISTRY.movie_vector_names())
+
+
 def answer_of(store) -> list[tuple[int, float]]:
     a = recommend.recommend(store, QUERY, limit=10, neighbors=15, model="tutorial")
     return [(r.movie.movie_id, r.score) for r in a.items]

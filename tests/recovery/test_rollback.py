@@ -6,10 +6,10 @@ with nothing to roll back to, one line says so.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
-import os
 import time
 
 import numpy as np
@@ -20,7 +20,7 @@ from movierec.errors import NothingToRollBack, StoreBusy
 from movierec.store import open_reader, open_writer, rollback
 from movierec.store.embedded import CURRENT, META, VERSIONS
 from tests.conftest import settings_for
-from tests.recovery.conftest import answer_of, cli, one_error_line
+from tests.recovery.conftest import answer_of, begin_a_version, cli, one_error_line
 from tests.service_helpers import running
 
 
@@ -70,7 +70,7 @@ def test_rollback_waits_for_no_ingest(tmp_path, datasets):
     ingest.run(settings, "a", datasets[0], progress=False)
     ingest.run(settings, "b", datasets[1], progress=False)
     writer = open_writer(settings)
-    writer.begin({"dataset": "x"})
+    begin_a_version(writer, datasets[2])
     try:
         with pytest.raises(StoreBusy, match="an ingest is writing to .*; wait for it, then roll back"):
             rollback(settings)
@@ -174,7 +174,7 @@ def test_server_store_killed_ingest_is_never_a_rollback_target(tmp_path, dataset
     a = ingest.run(settings, "a", datasets[0], progress=False)
     # An ingest that died after creating its collections: they are not complete, never live.
     dead = open_writer(settings)
-    dead.begin({"dataset": "dead"})
+    begin_a_version(dead, datasets[2])
     b = ingest.run(settings, "b", datasets[1], progress=False)
     client = open_reader(settings).client
     names = {c.name for c in client.get_collections().collections}

@@ -42,8 +42,9 @@ def test_embedded_snapshot_wipe_restore_gives_the_same_answers(tmp_path, dataset
     with open_reader(settings) as store:
         status = store.status()
         assert (status.users, status.movies) == (300, 120)
-        assert status.meta["restored_from"] == live.version
-        assert status.meta["rating_stats"] == meta["rating_stats"]
+        assert status.version != live.version  # written as a new version, switched in
+        assert status.meta.rating_stats == meta.rating_stats
+        assert status.meta.dataset == meta.dataset
         assert answer_of(store) == before
 
 
@@ -118,9 +119,16 @@ def test_local_mode_snapshot_wipe_restore_gives_the_same_answers(tmp_path, datas
     reader.refresh(force=True)
     status = reader.status()
     assert (status.version, status.users, status.movies) == (restored.version, 300, 120)
-    assert status.meta["restored_from"] == live.version
+    assert status.meta.rating_stats == open_reader_meta_of(manifest)
     assert answer_of(reader) == before
     assert status.cluster["mode"] == "local"
+
+
+def open_reader_meta_of(manifest: dict):
+    """The rating statistics the snapshot's metadata recorded."""
+    from movierec.meta import IngestMeta
+
+    return IngestMeta.from_dict(manifest["meta"], "the snapshot").rating_stats
 
 
 def test_a_snapshot_restores_only_into_the_kind_of_store_it_came_from(tmp_path, datasets):

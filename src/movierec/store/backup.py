@@ -37,6 +37,7 @@ from movierec import schema
 from movierec.config import Settings
 from movierec.errors import DataError, StoreUnavailable
 from movierec.store.base import new_version
+from movierec.store.files import FileLock, write_atomic
 
 MANIFEST = "manifest.json"
 KINDS = {"embedded": "the embedded store", "points": "qdrant-client local mode",
@@ -149,7 +150,7 @@ def _snapshot_embedded(settings: Settings, output: Path | None) -> tuple[str, in
     root = Path(settings.qdrant_path)
     if embedded.read_history(root)[0] is None:
         raise StoreUnavailable(f"no data in the embedded store at {root}: nothing to snapshot")
-    lock = embedded._Lock(root / embedded.INGEST_LOCK,
+    lock = FileLock(root / embedded.INGEST_LOCK,
                           f"an ingest is writing to {root}; wait for it, then snapshot")
     try:
         version, _ = embedded.read_history(root)
@@ -174,13 +175,13 @@ def _restore_embedded(settings: Settings, folder: Path, manifest: dict) -> str:
 
     root = Path(settings.qdrant_path)
     (root / embedded.VERSIONS).mkdir(parents=True, exist_ok=True)
-    lock = embedded._Lock(root / embedded.INGEST_LOCK,
+    lock = FileLock(root / embedded.INGEST_LOCK,
                           f"an ingest is writing to {root}; wait for it, then restore")
     version = new_version()
     staging = root / embedded.VERSIONS / version
     try:
         staging.mkdir()
-        version_lock = embedded._Lock(staging / embedded.VERSION_LOCK, "")
+        version_lock = FileLock(staging / embedded.VERSION_LOCK, "")
         try:
             with tarfile.open(folder / TAR) as tar:
                 tar.extractall(staging, filter="data")  # no absolute paths, links or `..`
@@ -197,7 +198,7 @@ def _restore_embedded(settings: Settings, folder: Path, manifest: dict) -> str:
                 raise DataError(f"{folder}: the restored shards hold {counts[0]} users and "
                                 f"{counts[1]} movies, the snapshot says {meta.get('users')} and "
                                 f"{meta.get('movies')}; nothing was switched in")
-            embedded._write_atomic(staging / embedded.META, json.dumps(meta, indent=2).encode())
+            write_atomic(staging / embedded.META, json.dumps(meta, indent=2).encode())
         finally:
             version_lock.release()
         try:

@@ -1,0 +1,94 @@
+"""Sparse vectors by point id as flat CSR arrays in one file (a JSON header, then each array
+64-byte aligned), memory-mapped by readers: users.csr (every user's ratings) and
+movies.<vector>.csr (every movie's item-model weights), beside the shards that hold the same
+vectors.
+
+Qdrant finds the neighbours (or the movies); the vectors a model then reads come from these
+files. Asking the engine for them instead returns Python lists: turning ~10k list items into
+arrays costs about 0.4 ms a query, four times the search itself, and an item-model answer's
+explanations (ten movies of ~3,000 weights) cost 2.3 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from movierec.vectors import SparseVector, UserVectors
+
+ARRAYS = ("user_ids", "indptr", "indices", "values")
+HEADER = 4096
+
+
+def save(path: Path, vectors: UserVectors) -> None:
+    """The user vectors in one file (one fsync): a JSON header, then each array 64-byte aligned."""
+    layout: dict[str, dict[str, Any]] = {}
+    offset = HEADER
+    for name in ARRAYS:
+        array = getattr(vectors, name)
+        layout[name] = {"dtype": array.dtype.str, "count": int(array.size), "offset": offset}
+        offset += -(-array.nbytes // 64) * 64
+    header = json.dumps(layout).encode()
+    with open(path, "wb") as fh:
+        fh.write(header.ljust(HEADER, b" "))
+        for name in ARRAYS:
+            fh.seek(layout[name]["offset"])
+            np.ascontiguousarray(getattr(vectors, name)).tofile(fh)
+        fh.truncate(offset)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def load(path: Path, users: int | None) -> UserVectors | None:
+    """The vectors memory-mapped, or None when absent or not matching the expected count."""
+    try:
+        with open(path, "rb") as fh:
+            layout = json.loads(fh.read(HEADER))
+        data = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)  # plain views: faster
+        arrays = {}
+        for name in ARRAYS:
+            spec = layout[name]
+            dtype = np.dtype(spec["dtype"])
+            start, stop = spec["offset"], spec["offset"] + spec["count"] * dtype.itemsize
+            arrays[name] = data[start:stop].view(dtype)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    vectors = UserVectors(**arrays)
+    users = len(vectors) if users is None else users
+    if (len(vectors) != users or vectors.indptr.size != users + 1
+            or vectors.indices.dtype != np.uint32 or vectors.values.dtype != np.float32
+            or vectors.indices.size != vectors.values.size
+            or int(vectors.indptr[-1]) != vectors.indices.size):
+        return None
+    return vectors
+
+
+def rows_of(vectors: UserVectors, ids) -> list[SparseVector] | None:
+    """The vectors of these ids (views, no copies), in their order; None if one is missing."""
+    known = vectors.user_ids
+    if not known.size:
+        return None
+    ids = np.asarray(ids, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
+    if not np.array_equal(known[pos], ids):
+        return None
+    starts = vectors.indptr[pos].tolist()
+    ends = vectors.indptr[pos + 1].tolist()
+    indices, values = vectors.indices, vectors.values
+    return [SparseVector(indices[a:b], values[a:b]) for a, b in zip(starts, ends)]
+
+
+def from_rows(rows: list[tuple[int, SparseVector]]) -> UserVectors:
+    """CSR arrays of (id, vector) rows, sorted by id."""
+    rows = sorted(rows, key=lambda row: row[0])
+    lengths = np.array([len(v) for _, v in rows], dtype=np.int64)
+    return UserVectors(
+        user_ids=np.array([i for i, _ in rows], dtype=np.int64),
+        indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        indices=np.concatenate([v.indices for _, v in rows]) if rows else np.empty(0, np.uint32),
+        values=np.concatenate([v.values for _, v in rows]) if rows else np.empty(0, np.float32),
+    )
