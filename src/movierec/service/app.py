@@ -14,12 +14,13 @@ from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from movierec import __version__, recommend
 from movierec.config import Settings, get_settings
 from movierec.errors import NotFoundError, QueryError, StoreBusy, StoreUnavailable
+from movierec.service.metrics import record_answer
 from movierec.service.observe import BearerAuth, BodyLimit, Metrics, Observe
 from movierec.service.schemas import (
     MAX_ID,
@@ -206,7 +207,7 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
     # --- routes --------------------------------------------------------------------------------
 
     @app.post("/recommendations", response_model=RecommendationResponse, tags=["recommend"])
-    async def recommendations(body: RecommendationRequest):
+    async def recommendations(body: RecommendationRequest, request: Request):
         """Movies for a person's ratings (+1 like / -1 dislike, or 1-5 stars), with the chosen
         model and optional genre / year filters; each with a one-line reason."""
         try:
@@ -220,11 +221,12 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
         answer = await call("recommend", recommend.recommend, ratings, limit=body.limit,
                             neighbors=body.neighbors, scale=body.scale, model=body.model,
                             movie_filter=movie_filter)
-        return _answer(answer)
+        return _answer(answer, request)
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendationResponse,
              tags=["recommend"], responses={404: {"model": Problem}})
     async def user_recommendations(
+        request: Request,
         user_id: Annotated[int, Path(ge=0, le=MAX_ID)],
         limit: Annotated[int, Query(ge=1, le=recommend.MAX_LIMIT)] = 5,
         neighbors: Annotated[int | None, Query(ge=1, le=recommend.MAX_NEIGHBORS)] = None,
@@ -233,7 +235,7 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
         """Movies for an existing MovieLens user, excluding what they rated."""
         answer = await call("recommend_for_user", recommend.recommend_for_user, user_id,
                             limit=limit, neighbors=neighbors, model=model)
-        return _answer(answer)
+        return _answer(answer, request)
 
     @app.get("/models", response_model=ModelList, tags=["recommend"])
     async def models():
@@ -289,7 +291,7 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def prometheus():
-        return PlainTextResponse(generate_latest(metrics.registry),
+        return PlainTextResponse(await metrics.exposition(app.state.store),
                                  media_type=CONTENT_TYPE_LATEST)
 
     # add_middleware wraps: the last added is outermost. Observe sees every request (413 and
@@ -308,6 +310,7 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
     return app
 
 
-def _answer(answer: recommend.Answer) -> dict:
+def _answer(answer: recommend.Answer, request: Request) -> dict:
+    record_answer(request, answer.model, len(answer.items))  # for the metrics, by model
     return {"model": answer.model, "neighbors": answer.neighbors,
             "items": [r.to_dict() for r in answer.items]}
