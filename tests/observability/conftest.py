@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.browser.conftest import browser  # noqa: F401 (headless Chromium, for the picture)
 from tests.k8s.conftest import TOOLS, render, require_tool, run
 
 HERE = Path(__file__).resolve().parent
@@ -64,8 +65,14 @@ def validate_against_crds(objects: list[dict], tmp_path: Path) -> dict[str, list
     return json.loads(result.stdout)
 
 
+def dashboard_json() -> dict:
+    """The dashboard as the chart renders it into its ConfigMap."""
+    rendered = render_monitoring()
+    (configmap,) = [o for o in rendered.of_kind("ConfigMap")
+                    if o["metadata"]["name"].endswith("-dashboard")]
+    return json.loads(configmap["data"]["movierec.json"])
+
+
 @pytest.fixture(scope="session")
 def dashboard() -> dict:
-    rendered = render_monitoring()
-    (configmap,) = [o for o in rendered.of_kind("ConfigMap") if o["metadata"]["name"].endswith("-dashboard")]
-    return json.loads(configmap["data"]["movierec.json"])
+    return dashboard_json()
