@@ -13,10 +13,25 @@ import subprocess
 import pytest
 import yaml
 
-from tests.k8s.conftest import CHART, EVERYTHING_ON, RELEASE, ROOT, VALUES, render, run
+from tests.k8s.conftest import (
+    CHART,
+    EVERYTHING_ON,
+    RELEASE,
+    ROOT,
+    VALUES,
+    helm_template_command,
+    render,
+    run,
+)
 
 from .conftest import (
-    CRDS, HERE, MONITORING_ON, render_monitoring, require_binary, rules_of, validate_against_crds,
+    CRDS,
+    HERE,
+    MONITORING_ON,
+    render_monitoring,
+    require_binary,
+    rules_of,
+    validate_against_crds,
     write_rules,
 )
 
@@ -189,7 +204,7 @@ def test_each_alert_fires_on_series_that_should_fire_it_and_stays_silent_otherwi
 def _promtool_test(promtool: str, folder):
     # promtool resolves rule_files relative to the test file's folder.
     return subprocess.run([promtool, "test", "rules", "rules_test.yaml"], cwd=folder,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
 
 
 def test_every_alert_has_a_summary_a_description_and_a_runbook_entry_in_readme():
@@ -245,3 +260,14 @@ def dashboard_queries(dashboard: dict, variables: dict = GRAFANA_VARIABLES) -> l
             assert "$" not in expr, expr
             queries.append(expr)
     return queries
+
+
+@pytest.mark.parametrize(("assignment", "named"), [
+    ("metrics.prometheusRule.errors.threshold=5", "/metrics/prometheusRule/errors/threshold"),
+    ("metrics.serviceMonitor.interval=30 seconds", "/metrics/serviceMonitor/interval"),
+    ("metrics.serviceMonitor.intervall=30s", "'intervall' not allowed"),
+    ("metrics.prometheusRule.qdrant.metricPrefix=qdrant-", "/metrics/prometheusRule/qdrant/metricPrefix"),
+])
+def test_the_schema_refuses_broken_monitoring_values(assignment, named):
+    result = run(helm_template_command(sets=(assignment,)))
+    assert result.returncode != 0 and named in result.stderr, result.stderr

@@ -102,26 +102,25 @@ def prometheus(service, tmp_path_factory):
             {"targets": [target], "labels": {"namespace": "movierec"}}]}],
     }))
     port = free_port()
-    log = open(folder / "prometheus.log", "wb")
-    proc = subprocess.Popen(
-        ["timeout", PROMETHEUS_LIFETIME, binary, f"--config.file={folder / 'prometheus.yml'}",
-         f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--storage.tsdb.retention.time=1h", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for("Prometheus to be ready", lambda: _ready(url, proc), timeout=30)
-        server = Prometheus(url)
-        server.started = time.time()
-        yield server
-    finally:
-        proc.terminate()
+    with open(folder / "prometheus.log", "wb") as log:
+        proc = subprocess.Popen(
+            ["timeout", PROMETHEUS_LIFETIME, binary, f"--config.file={folder / 'prometheus.yml'}",
+             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+             "--storage.tsdb.retention.time=1h", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            wait_for("Prometheus to be ready", lambda: _ready(url, proc), timeout=30)
+            server = Prometheus(url)
+            server.started = time.time()
+            yield server
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _ready(url: str, proc: subprocess.Popen) -> bool:
@@ -183,9 +182,9 @@ def test_alerts_fire_when_the_store_loses_its_data_and_resolve_after_an_ingest(
 
         def both_firing():
             alerts = prometheus.alerts()
-            for name in seen:
-                if name in alerts and alerts[name] not in seen[name][-1:]:
-                    seen[name].append(alerts[name])
+            for name, states in seen.items():
+                if name in alerts and alerts[name] not in states[-1:]:
+                    states.append(alerts[name])
             return all(alerts.get(name) == "firing" for name in seen)
 
         try:
