@@ -32,9 +32,9 @@ from .test_chart_monitoring import dashboard_queries
 
 # The chart's rules with windows short enough for a test; everything else as rendered for users.
 FAST_RULES = (
-    "metrics.prometheusRule.notReady.for=3s",
+    "metrics.prometheusRule.notReady.for=5s",
     "metrics.prometheusRule.errors.window=10s",
-    "metrics.prometheusRule.errors.for=3s",
+    "metrics.prometheusRule.errors.for=5s",
 )
 PROMETHEUS_LIFETIME = "300"  # seconds: the server is killed by then whatever happens
 # A recommendation no movie can satisfy (one genre, one early year): an empty answer.

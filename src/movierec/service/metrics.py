@@ -78,7 +78,9 @@ class _StoreCollector:
         if created is not None:
             age = GaugeMetricFamily(
                 "movierec_data_version_age_seconds",
-                "Seconds since the ingest that wrote the live data version", labels=["dataset"])
+                "Seconds since the ingest that wrote the live data version (its created_at: "
+                "when that ingest had prepared the data, just before writing it)",
+                labels=["dataset"])
             age.add_metric([dataset], max(0.0, view.checked_at - created))
             yield age
         points = GaugeMetricFamily(
