@@ -4,6 +4,7 @@ even while Qdrant hangs)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 
 import anyio
@@ -17,6 +18,13 @@ from movierec.service.metrics import Metrics, created_at_epoch
 from movierec.store import open_reader, open_writer
 from tests.conftest import settings_for
 from tests.reliability.conftest import Listener
+
+
+def scrape(m: Metrics, store) -> dict[tuple[str, tuple], float]:
+    """One /metrics exposition, run on an event loop of its own thread (the browser tests'
+    Playwright keeps one running in the main thread for the whole session)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return samples(pool.submit(anyio.run, m.exposition, store).result())
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple], float]:
@@ -62,7 +70,7 @@ def test_requests_are_labelled_by_the_model_that_answered_and_empty_answers_coun
 
 def test_a_scrape_reports_readiness_data_age_and_collection_sizes_of_the_live_version(small_store):
     m = Metrics()
-    got = samples(anyio.run(m.exposition, small_store))
+    got = scrape(m, small_store)
     meta = small_store.meta()
     assert got[("movierec_ready", ())] == 1
     age = got[("movierec_data_version_age_seconds", (("dataset", "small"),))]
@@ -76,7 +84,7 @@ def test_a_scrape_reports_readiness_data_age_and_collection_sizes_of_the_live_ve
 def test_a_store_without_data_is_not_ready_and_has_no_data_age(tmp_path):
     reader = open_reader(settings_for(qdrant_path=tmp_path / "empty"))
     try:
-        got = samples(anyio.run(Metrics().exposition, reader))
+        got = scrape(Metrics(), reader)
     finally:
         reader.close()
     assert got[("movierec_ready", ())] == 0
@@ -89,7 +97,7 @@ def test_a_scrape_gives_up_on_a_hung_qdrant_within_its_deadline(monkeypatch):
     reader = open_reader(settings_for(qdrant_url=hung.url, qdrant_timeout=30))
     try:
         started = time.monotonic()
-        got = samples(anyio.run(Metrics().exposition, reader))
+        got = scrape(Metrics(), reader)
         took = time.monotonic() - started
     finally:
         hung.close()
