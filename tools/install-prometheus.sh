@@ -40,6 +40,8 @@ if ! install; then
   apt-get update -qq -o DPkg::Lock::Timeout=600
   install
 fi
-command -v prometheus >/dev/null && command -v promtool >/dev/null ||
-  { log "prometheus/promtool are still missing after the install"; exit 1; }
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  log "prometheus/promtool are still missing after the install"
+  exit 1
+fi
 log "ready: $(prometheus --version 2>&1 | head -1)"
