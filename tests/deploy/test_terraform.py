@@ -303,6 +303,7 @@ def test_operator_network_policy_admits_only_movierec_qdrant_and_monitoring():
     # Qdrant's own namespace (peers, operator, agent) and the monitoring namespace.
     assert admitted_ports(rules, "qdrant", {"app": "qdrant"}) == {6333, 6334, 6335}
     assert admitted_ports(rules, "monitoring", {"app.kubernetes.io/name": "prometheus"}) == {6333}
+    assert admitted_ports(rules, "monitoring", {"app.kubernetes.io/name": "grafana"}) == set()
     # Everything else in the cluster is refused, including other movierec pods and namespaces.
     assert admitted_ports(rules, "movierec", {**movierec, "app.kubernetes.io/component": "test"}) == set()
     assert admitted_ports(rules, "movierec", {"app.kubernetes.io/name": "curl"}) == set()
