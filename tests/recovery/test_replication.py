@@ -107,3 +107,9 @@ def test_a_replica_that_is_not_active_is_named_in_the_check_line():
     assert describe_cluster(cluster) == (
         "3 peers; movielens: 3 shards x 2 replicas, NOT ACTIVE: shard 1 on peer 42 Dead; "
         "movies: 3 shards x 2 replicas, all active")
+
+
+def test_a_cluster_that_did_not_answer_is_said_so_in_one_line():
+    cluster = {"mode": "server", "detail": "cluster information unavailable: Qdrant at "
+               "http://qdrant:6333 answered HTTP 403"}
+    assert describe_cluster(cluster) == cluster["detail"]

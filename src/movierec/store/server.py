@@ -188,8 +188,8 @@ def cluster_of(client: QdrantClient, collections: dict[str, str]) -> dict[str, A
 
 def describe_cluster(cluster: dict[str, Any]) -> str:
     """One line for `movierec check`."""
-    if cluster.get("mode") != "server":
-        return cluster.get("detail", "no cluster")
+    if "collections" not in cluster:  # embedded, local mode, or the cluster did not say
+        return cluster.get("detail", "no cluster information")
     parts = []
     for alias, c in cluster.get("collections", {}).items():
         state = "all active" if not c["inactive"] else "NOT ACTIVE: " + ", ".join(
