@@ -64,6 +64,15 @@ class StoreStatus:
     version: str | None = None
     detail: str = ""
     meta: IngestMeta | None = None
+    # Shards and replicas of the live collections, or why the store has none (see cluster_of).
+    cluster: dict[str, Any] = field(default_factory=dict)
+
+
+def kept_history(old_live: str | None, old_previous: list[str], keep: int) -> list[str]:
+    """The previous versions to keep after a new version goes live: the one live until now
+    first, then the ones before it, at most `keep`."""
+    history = ([old_live] if old_live else []) + [v for v in old_previous if v != old_live]
+    return history[:keep]
 
 
 def new_version() -> str:

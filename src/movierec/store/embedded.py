@@ -1,7 +1,8 @@
 """The embedded store: the real Qdrant engine in-process (qdrant-edge), the default.
 
 Layout under QDRANT_PATH:
-    CURRENT                 {"version": ...}: the live version, replaced atomically (the "alias")
+    CURRENT                 {"version": ..., "previous": [...]}: the live version and the previous
+                            complete ones kept for rollback, replaced atomically (the "alias")
     versions/<version>/     users/ and movies/ (one EdgeShard each), meta.json, .lock,
                             users.csr (the same user rating vectors as flat arrays: store/csr.py)
     .ingest.lock            held by the one ingest that may run at a time
@@ -23,7 +24,7 @@ import qdrant_edge as qe
 
 from movierec import schema
 from movierec.catalog import MovieCatalog
-from movierec.errors import StoreBusy, StoreUnavailable
+from movierec.errors import NothingToRollBack, StoreBusy, StoreUnavailable
 from movierec.meta import IngestMeta
 from movierec.store import csr
 from movierec.store.base import (
@@ -36,6 +37,7 @@ from movierec.store.base import (
     StoreWriter,
     UserPoints,
     as_sparse,
+    kept_history,
     movie_rows,
     named_vectors,
     new_version,
@@ -57,12 +59,48 @@ def movies_csr(vector: str) -> str:
 
 
 def _read_current(root: Path) -> str | None:
+    return read_history(root)[0]
+
+
+def read_history(root: Path) -> tuple[str | None, list[str]]:
+    """(the live version, the previous complete versions kept for rollback, newest first)."""
     try:
-        return json.loads((root / CURRENT).read_text())["version"]
+        current = json.loads((root / CURRENT).read_text())
+        previous = [str(v) for v in current.get("previous", [])]
+        return current["version"], previous
     except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError):
+        return None, []
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise StoreUnavailable(f"{root / CURRENT} is damaged; run `movierec ingest` again") from None
+
+
+def write_current(root: Path, version: str, previous: list[str]) -> None:
+    """The switch: one atomic rename. Readers see the old version or the new one, never a mix."""
+    write_atomic(root / CURRENT, json.dumps({"version": version, "previous": previous}).encode())
+
+
+def _complete(root: Path, version: str) -> bool:
+    return (root / VERSIONS / version / META).is_file()
+
+
+def rollback(root: Path) -> tuple[str, str]:
+    """Make the previous complete version live again (one atomic rename of CURRENT); the
+    version rolled back from is removed once no process has it open. Returns (from, to)."""
+    root = Path(root)
+    (root / VERSIONS).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root / INGEST_LOCK, f"an ingest is writing to {root}; wait for it, then roll back")
+    try:
+        live, previous = read_history(root)
+        previous = [v for v in previous if _complete(root, v)]
+        if not previous:
+            raise NothingToRollBack(
+                f"nothing to roll back to in the embedded store at {root}: no previous version "
+                "is kept (KEEP_PREVIOUS_VERSIONS keeps them from the next ingest on)")
+        write_current(root, previous[0], previous[1:])
+        collect_garbage_locked(root)
+        return live or "", previous[0]
+    finally:
+        lock.release()
 
 
 def collect_garbage(root: Path) -> list[str]:
@@ -179,6 +217,11 @@ class _OpenVersion:
         self.lock.release()
 
 
+# What /readyz and `movierec check` say about shards and replicas here: there are none.
+EMBEDDED_CLUSTER = {"mode": "embedded", "detail": "the embedded engine is one process on one "
+                    "disk: no shards or replicas (back it up with `movierec snapshot`)"}
+
+
 class EmbeddedReader(StoreReader):
     kind = "embedded"
     answers_in_process = True
@@ -239,7 +282,7 @@ class EmbeddedReader(StoreReader):
             movies = live.movies.count(qe.CountRequest(exact=True))
         ready = users > 0 and movies > 0
         return StoreStatus(ready, users, movies, live.version,
-                           "" if ready else "a collection is empty", live.meta)
+                           "" if ready else "a collection is empty", live.meta, EMBEDDED_CLUSTER)
 
     def meta(self) -> IngestMeta:
         return self._live().meta
@@ -332,8 +375,9 @@ class EmbeddedReader(StoreReader):
 
 
 class EmbeddedWriter(StoreWriter):
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, keep_previous: int = 1):
         self.root = Path(root)
+        self.keep_previous = keep_previous
         self.version: str | None = None
         self._ingest_lock: FileLock | None = None
         self._version_lock: FileLock | None = None
@@ -421,8 +465,13 @@ class EmbeddedWriter(StoreWriter):
             if len(set(ids)) == len(ids):  # each movie written once: the file is the shard's
                 csr.save(self._path / movies_csr(name), csr.from_rows(found))
         write_atomic(self._path / META, json.dumps(self._meta.to_dict(), indent=2).encode())
-        # The switch: one atomic rename. Readers see the old version or the new one, never a mix.
-        write_atomic(self.root / CURRENT, json.dumps({"version": self.version}).encode())
+        try:
+            live, previous = read_history(self.root)
+        except StoreUnavailable:
+            live, previous = None, []  # a damaged pointer: this version replaces it
+        kept = [v for v in kept_history(live, previous, self.keep_previous)
+                if _complete(self.root, v)]
+        write_current(self.root, self.version, kept)
         self._release_version()
         collect_garbage_locked(self.root)
         self._release_ingest()
@@ -458,12 +507,14 @@ def collect_garbage_locked(root: Path) -> list[str]:
     """Garbage collection by the ingest that already holds the ingest lock."""
     versions = root / VERSIONS
     try:
-        live = _read_current(root)
+        live, previous = read_history(root)
     except StoreUnavailable:
-        live = None  # a damaged pointer serves nothing; the ingest about to commit rewrites it
+        # A damaged pointer serves nothing; the ingest about to commit rewrites it.
+        live, previous = None, []
+    keep = {live, *previous}
     removed = []
     for entry in versions.iterdir():
-        if entry.name == live or not entry.is_dir():
+        if entry.name in keep or not entry.is_dir():
             continue
         lock = FileLock.try_acquire(entry / VERSION_LOCK)
         if lock is None:

@@ -31,6 +31,7 @@ async def readyz(request: Request):
         version=status.version,
         dataset=status.meta.dataset if status.meta else None,
         detail=status.detail or None,
+        cluster=status.cluster,
     ).model_dump()
     return JSONResponse(body, status_code=200 if status.ready else 503)
 
