@@ -1,4 +1,5 @@
-"""Measurement helpers shared by the benchmarks: timers, percentiles, the machine, tables."""
+"""Measurement helpers of the benchmarks: timers, child processes, the machine, tables
+(latency samples and percentiles: harness.latency)."""
 
 from __future__ import annotations
 
@@ -8,60 +9,15 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Samples:
-    """Durations in seconds; summaries in the unit asked for."""
-
-    seconds: list[float] = field(default_factory=list)
-
-    def add(self, value: float) -> None:
-        self.seconds.append(value)
-
-    def pct(self, q: float) -> float:
-        return float(np.percentile(self.seconds, q)) if self.seconds else float("nan")
-
-    @property
-    def p50(self) -> float:
-        return self.pct(50)
-
-    @property
-    def p99(self) -> float:
-        return self.pct(99)
-
-    def summary(self, scale: float = 1e3) -> dict:
-        return {"n": len(self.seconds), "p50": self.p50 * scale, "p99": self.p99 * scale,
-                "min": min(self.seconds) * scale if self.seconds else float("nan")}
-
-
-def timed(fn, *args, **kwargs) -> tuple[float, object]:
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - start, out
-
-
-def repeat(fn, n: int, warmup: int = 3, budget: float | None = None) -> Samples:
-    """Run fn n times (after a warmup), or until `budget` seconds have passed."""
-    for _ in range(warmup):
-        fn()
-    samples = Samples()
-    deadline = None if budget is None else time.perf_counter() + budget
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.add(time.perf_counter() - start)
-        if deadline is not None and time.perf_counter() > deadline and len(samples.seconds) >= 5:
-            break
-    return samples
 
 
 def peak_rss_mb() -> float:
@@ -122,6 +78,43 @@ def machine(workdir: Path) -> dict:
         "packages": {p: _version(p) for p in ("numpy", "scipy", "pandas", "qdrant-edge-py",
                                                "qdrant-client", "fastapi", "uvicorn")},
     }
+
+
+@dataclass(frozen=True)
+class Process:
+    """A finished child process: how long it ran, its own peak RSS, and what it printed."""
+
+    seconds: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_process(args: list[str], env: dict | None = None, timeout: float = 3600) -> Process:
+    """Run a command as a person would (its own process), timing it from start to exit and
+    taking its peak RSS from the kernel's accounting (wait4), not from sampling."""
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    with out, err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=ROOT,
+                                env={**os.environ, **(env or {})})
+        deadline = start + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Process(seconds, usage.ru_maxrss / 1024, proc.returncode,
+                       out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
 def run_json(args: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
