@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from movierec import itemmodel
+from movierec.training import item as itemmodel
 
 # The protocol, as RecBole's ml-1m config states it (val_interval rating "[3,inf)",
 # user/item_inter_num_interval "[10,inf)", split RS [0.8, 0.1, 0.1], order RO, group_by user,
@@ -624,9 +624,9 @@ class ServedModel:
 def served_models(quick: bool = False) -> list[ServedModel]:
     """tutorial (exact: 20 neighbours), user-knn (neighbours x power grid; `quick`: the served
     constants only) and the item model as ingest learns it (served defaults, not re-tuned)."""
-    from movierec import recommend
+    from movierec.models import REGISTRY
 
-    served = {"neighbors": recommend.USER_KNN_NEIGHBORS, "knn_power": recommend.USER_KNN_POWER}
+    served = dict(REGISTRY.get("user-knn").params)
     return [
         ServedModel("tutorial", ({"neighbors": 20},)),
         ServedModel("user-knn", (served,) if quick else USER_KNN_GRID, "neighbors"),
@@ -675,7 +675,9 @@ def served_store(dataset: Any, *, item_model: bool = True, progress: bool = Fals
 
     with tempfile.TemporaryDirectory(prefix="movierec-evaluate-", dir=_scratch_dir()) as tmp:
         settings = Settings(qdrant_url=None, qdrant_path=Path(tmp) / "qdrant")
-        prepared = ingest.prepare(dataset, itemmodel.ingest_item_vectors if item_model else None)
+        from movierec.models import REGISTRY
+
+        prepared = ingest.prepare(dataset, None if item_model else REGISTRY.unlearned())
         ingest.write(open_writer(settings), prepared, progress=progress)
         del prepared
         reader = open_reader(settings)
@@ -756,7 +758,7 @@ def evaluate_served(
         test = evaluate_ranker(ranker, split, "test", k=k, batch_size=64, progress=label)
         shown = dict(best_params)
         if model.name == "item":  # what the store serves, as the ingest learned it
-            shown = dict(store.meta().get("models", {}).get("item", {}))
+            shown = dict(store.meta().models.get("item", {}))
         results.append(
             ModelResult(
                 model.name,
