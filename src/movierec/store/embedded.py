@@ -30,7 +30,7 @@ from movierec.store import csr
 from movierec.store.base import (
     MovieFilter,
     MoviePoints,
-    Neighbor,
+    NeighborBlock,
     ScoredMovie,
     StoreReader,
     StoreStatus,
@@ -139,14 +139,31 @@ class _OpenVersion:
         self.vectors = csr.load(self.path / CSR, self.meta.users)
         self._catalog: MovieCatalog | None = None
 
-    def rows(self, user_ids: list[int]) -> list[SparseVector] | None:
-        """The users' vectors from users.csr (views, no copies); None if one is missing."""
+    def _positions(self, user_ids) -> np.ndarray | None:
+        """The users' row numbers in users.csr; None if the file is absent or lacks one."""
         if self.vectors is None or not len(self.vectors):
             return None
         known = self.vectors.user_ids
         ids = np.asarray(user_ids, dtype=np.int64)
         pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
-        if not np.array_equal(known[pos], ids):
+        return pos if np.array_equal(known[pos], ids) else None
+
+    def block(self, user_ids: list[int], scores: list[float]) -> NeighborBlock | None:
+        """These users' rows of users.csr as one NeighborBlock (ranges, no copies); None if one
+        is missing."""
+        pos = self._positions(user_ids)
+        if pos is None:
+            return None
+        indptr = self.vectors.indptr
+        return NeighborBlock(np.asarray(user_ids, dtype=np.int64),
+                             np.asarray(scores, dtype=np.float64),
+                             indptr[pos].astype(np.int64), indptr[pos + 1].astype(np.int64),
+                             self.vectors.indices, self.vectors.values)
+
+    def rows(self, user_ids: list[int]) -> list[SparseVector] | None:
+        """The users' vectors from users.csr (views, no copies); None if one is missing."""
+        pos = self._positions(user_ids)
+        if pos is None:
             return None
         starts = self.vectors.indptr[pos].tolist()
         ends = self.vectors.indptr[pos + 1].tolist()
@@ -247,8 +264,8 @@ class EmbeddedReader(StoreReader):
         with self._mutex:
             return live.catalog()
 
-    def similar_users(self, query, limit, exclude_user=None,
-                      using=schema.RATINGS_VECTOR) -> list[Neighbor]:
+    def similar_users_block(self, query, limit, exclude_user=None, using=schema.RATINGS_VECTOR,
+                            score_threshold=None) -> NeighborBlock:
         live = self._live()
 
         def request(with_vector: bool) -> qe.QueryRequest:
@@ -257,6 +274,7 @@ class EmbeddedReader(StoreReader):
                 query=qe.Query.Nearest(_edge_vector(query), using=using),
                 with_vector=[schema.RATINGS_VECTOR] if with_vector else False,
                 with_payload=False,
+                score_threshold=None if score_threshold is None else float(score_threshold),
                 filter=None
                 if exclude_user is None
                 else qe.Filter(must_not=[qe.HasIdCondition({int(exclude_user)})]),
@@ -265,18 +283,14 @@ class EmbeddedReader(StoreReader):
         with self._mutex:
             if live.vectors is not None:
                 points = live.users.query(request(False))
-                ids = [int(p.id) for p in points]
-                vectors = live.rows(ids) if ids else []
-                if vectors is not None:
-                    return [Neighbor(i, float(p.score), v)
-                            for i, p, v in zip(ids, points, vectors)]
+                block = live.block([int(p.id) for p in points], [p.score for p in points])
+                if block is not None:
+                    return block
             # No users.csr (or it lacks a user): the engine returns the vectors itself.
             points = live.users.query(request(True))
-        out = []
-        for p in points:
-            v = p.vector[schema.RATINGS_VECTOR]
-            out.append(Neighbor(int(p.id), float(p.score), as_sparse(v.indices, v.values)))
-        return out
+        vectors = [p.vector[schema.RATINGS_VECTOR] for p in points]
+        return NeighborBlock.of([int(p.id) for p in points], [p.score for p in points],
+                                [as_sparse(v.indices, v.values) for v in vectors])
 
     def user_vector(self, user_id: int) -> SparseVector | None:
         live = self._live()
