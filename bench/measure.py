@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -91,30 +92,43 @@ class Process:
     stderr: str
 
 
+# Linux starts a forked child's peak RSS at its parent's RSS at the fork, and exec keeps it; so
+# the command is forked from this small launcher, not from the benchmark (hundreds of MiB),
+# which reports the command's own rusage (wait4) and wall time on its last stderr line.
+_LAUNCHER = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write("\\n" + json.dumps({"seconds": time.perf_counter() - start,
+    "maxrss_kib": usage.ru_maxrss, "returncode": os.waitstatus_to_exitcode(status)}) + "\\n")
+"""
+
+
 def run_process(args: list[str], env: dict | None = None, timeout: float = 3600) -> Process:
-    """Run a command as a person would (its own process), timing it from start to exit and
-    taking its peak RSS from the kernel's accounting (wait4), not from sampling."""
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    with out, err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=ROOT,
-                                env={**os.environ, **(env or {})})
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.01)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    """Run a command as a person would (its own process): its wall time from start to exit and
+    its peak RSS from the kernel's accounting (wait4), not from sampling."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *args], stdout=out,
+                                stderr=err, cwd=ROOT, env={**os.environ, **(env or {})},
+                                start_new_session=True)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         out.seek(0)
         err.seek(0)
-        return Process(seconds, usage.ru_maxrss / 1024, proc.returncode,
-                       out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    body, _, last = stderr.rstrip("\n").rpartition("\n")
+    try:
+        usage = json.loads(last)
+    except ValueError:  # killed before it could report
+        return Process(float(timeout), float("nan"), -9, stdout, stderr)
+    return Process(usage["seconds"], usage["maxrss_kib"] / 1024, usage["returncode"], stdout,
+                   body)
 
 
 def run_json(args: list[str], env: dict | None = None, timeout: float = 3600) -> dict:

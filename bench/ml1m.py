@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import cProfile
 import gc
+import importlib
 import pstats
 import re
 import shutil
@@ -22,6 +23,7 @@ from bench.measure import ROOT, run_process
 from harness.latency import over, repeat
 from harness.queries import TUTORIAL_RATINGS, popular_pool, random_people
 from movierec import ingest, movielens, recommend
+from movierec.models import REGISTRY
 from movierec.config import Settings
 from movierec.store import open_reader, open_writer
 from movierec.vectors import RatingStats, query_vector, user_vectors
@@ -63,45 +65,46 @@ def ingest_process(data: Path, store: Path, *flags: str, dataset: str = "ml-1m",
             "reported": stages, "startup": done.seconds - stages.get("total", 0.0)}
 
 
-def default_trainer():
-    """What the default ingest learns the movies' vectors with (what `movierec ingest` without
-    --no-item-model runs), or None when this installation cannot learn one."""
-    try:
-        from movierec.itemmodel import ingest_item_vectors
-    except ImportError:
-        return None
-    return ingest_item_vectors
+def learners() -> list[tuple[str, object]]:
+    """(model, its trainer) for each registered model that learns at ingest: what `movierec
+    ingest` without --no-item-model runs besides building the user vectors."""
+    out = []
+    for model in REGISTRY:
+        if model.trainer:
+            module, _, function = model.trainer.partition(":")
+            out.append((model.name, getattr(importlib.import_module(module), function)))
+    return out
 
 
 def ingest_stages(data: Path, store: Path) -> dict:
-    """The default ingest in this process, stage by stage: parse, the vectors (validation,
-    z-scores, sparse vectors, payloads), learning the item model, writing, and opening the
-    store to give the first default answer ("ready")."""
+    """The default ingest in this process, stage by stage: parse, prepare (validation,
+    z-scores, sparse vectors, payloads, and learning), writing, and opening the store to give
+    the first default answer ("ready"). Learning is also timed alone, each learned model once,
+    so "vectors" is prepare without it."""
     shutil.rmtree(store, ignore_errors=True)
     settings = settings_for(store)
-    trainer = default_trainer()
-    learned = {}
-
-    def timed_trainer(dataset, stats):
-        start = time.perf_counter()
-        out = trainer(dataset, stats)
-        learned["item model"] = time.perf_counter() - start
-        return out
-
     start = time.perf_counter()
     dataset = movielens.load(data, "ml-1m")
     parsed = time.perf_counter()
-    prepared = ingest.prepare(dataset, timed_trainer if trainer else None)
+    prepared = ingest.prepare(dataset)
     built = time.perf_counter()
+    stats = RatingStats.of(dataset.ratings)
+    learning = {}
+    for name, trainer in learners():
+        t = time.perf_counter()
+        trainer(dataset, stats)
+        learning[f"learning {name}"] = time.perf_counter() - t
     del dataset
+    t = time.perf_counter()
     ingest.write(open_writer(settings), prepared, progress=False)
     written = time.perf_counter()
     with open_reader(settings) as reader:
         recommend.recommend(reader, TUTORIAL_RATINGS, limit=10)
     ready = time.perf_counter()
-    item = learned.get("item model", 0.0)
-    return {"parse": parsed - start, "vectors": built - parsed - item, "item model": item,
-            "write": written - built, "ready": ready - written, "total": ready - start}
+    return {"parse": parsed - start, "vectors": built - parsed - sum(learning.values()),
+            **learning, "learning": sum(learning.values()), "write": written - t,
+            "ready": ready - written, "total": (parsed - start) + (built - parsed)
+            + (ready - t)}
 
 
 def ingest_tutorial(data: Path):
@@ -180,7 +183,7 @@ def _answer(reader, model: str | None):
 
 def explanation_share(fn, ratings, calls: int = 300) -> dict:
     """The share of an answer's time spent explaining it: cumulative time, under cProfile, of
-    the functions that build the explanations (named explain / *_why, and the store's
+    the functions that build the explanations (named explain* or *_why, and the store's
     movie_vectors, fetched only for them) against the whole call's. cProfile slows every
     Python call alike, so the share, not the time, is what this reports."""
     profiler = cProfile.Profile()
@@ -196,8 +199,8 @@ def explanation_share(fn, ratings, calls: int = 300) -> dict:
     for (path, _, name), (_, _, _, cumulative, _) in stats.items():
         if name == "recommend" and path.endswith("recommend.py"):
             whole = max(whole, cumulative)
-        elif "movierec" in path and (name in ("explain", "movie_vectors")
-                                      or name.endswith("_why")):
+        elif "movierec" in path and (name.startswith("explain") or name.endswith("_why")
+                                      or name == "movie_vectors"):
             explain += cumulative
             names.append(name)
     return {"share": explain / whole if whole else float("nan"), "functions": sorted(set(names))}

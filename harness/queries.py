@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from movierec.models.tutorial import example_ratings
+
 # The reference tutorial's query on MovieLens-1M (its published top 5 starts with movie 1196).
-TUTORIAL_LIKES = (2571, 329, 260, 1, 356, 2116)
-TUTORIAL_DISLIKES = (2288, 1721, 296, 1291, 1036)
-TUTORIAL_RATINGS = {**{m: 1.0 for m in TUTORIAL_LIKES}, **{m: -1.0 for m in TUTORIAL_DISLIKES}}
+TUTORIAL_RATINGS = example_ratings()
 
 
 def body(ratings: dict[int, float] | None = None, model: str | None = None,
