@@ -2,7 +2,8 @@
 options -- then every served model, beside the tutorial's own pipeline and the numpy/scipy floor,
 in one run; the targets and their verdicts written by the run itself.
 
-    python -m bench.run                 full run; results into BENCHMARKS.md and README.md
+    python -m bench.run                 full run; results into BENCHMARKS.md, README's headline
+                                        and bench/results.json
     python -m bench.run --quick         a short run (1M scale only); prints, writes nothing
     python -m bench.run --only ingest,answers,http,quality,scale [--sizes 1m,25m,100m]
 
@@ -144,15 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     info["wall_s"] = time.perf_counter() - started
     report = render(results, info, command, argv_text)
+    summary = headline(results, info)
     print(report)
+    print(f"\nREADME's headline from this run:\n{summary}")
     if output is not None:
         write_between(output, report, BEGIN, END, "# Benchmarks\n\n")
+        log(f"wrote {output}")
+    if not quick and only == set(SECTIONS):  # README's headline: from whole runs only
         readme = ROOT / "README.md"
         if readme.exists() and HEADLINE_BEGIN in readme.read_text():
-            write_between(readme, headline(results, info), HEADLINE_BEGIN, HEADLINE_END, "")
+            write_between(readme, summary, HEADLINE_BEGIN, HEADLINE_END, "")
         (ROOT / "bench" / "results.json").write_text(json.dumps(
             {"machine": info, "results": results}, indent=1, default=float))
-        log(f"wrote {output}, README's headline and bench/results.json")
+        log("wrote README's headline and bench/results.json")
     log("done")
     return 0
 
@@ -256,12 +261,12 @@ def targets(r: dict) -> list[list]:
     q = r.get("quality")
     if q:
         if "ndcg" in q:
-            rows.append(["... with the same quality: NDCG@10 (evaluation protocol)",
+            rows.append(["the item model's quality: NDCG@10 (evaluation protocol, test)",
                          f">= {q['before'] - t['item_ndcg_drop']:.4f}",
                          f"{q['ndcg']:.4f} (before: {q['before']:.4f})",
                          _verdict(q["ndcg"] >= q["before"] - t["item_ndcg_drop"])])
         else:
-            rows.append(["... with the same quality: NDCG@10", "within 0.001",
+            rows.append(["the item model's quality: NDCG@10", "within 0.001",
                          "not measured", "-"])
     a = r.get("answers")
     if a:
@@ -493,8 +498,10 @@ def headline(r: dict, info: dict) -> str:
                          f"p99 {q['default']['p99']:.1f} ms"
                          + (f" (tutorial mode {q['tutorial']['p99']:.1f} ms)"
                             if "tutorial" in q else ""))
+    if not parts:
+        return "(this run measured none of the headline figures)"
     missed = [row[0] for row in targets(r) if row[3] == "**missed**"]
-    text = (f"From the last full run ({when}, {info['cores']} cores, load average "
+    text = (f"From the last run ({when}, {info['cores']} cores, load average "
             f"{info['load_average'][0]:.1f} at the start; [BENCHMARKS.md](BENCHMARKS.md) "
             "has every number, the command and the machine): " + "; ".join(parts) + ".")
     if missed:
