@@ -57,8 +57,10 @@ def ingest_process(data: Path, store: Path, *flags: str, dataset: str = "ml-1m",
                        env={"QDRANT_PATH": str(store), "QDRANT_URL": "", "MOVIELENS_DIR": ""},
                        timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"movierec ingest {' '.join(flags)} failed ({done.returncode}): "
-                           f"{done.stderr.strip()[-2000:]}")
+        what = " ".join(["movierec ingest", *flags])
+        why = (f"killed after its {timeout:g} s limit" if done.returncode == -9
+               else f"exit {done.returncode}: {done.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"{what} failed ({why})")
     reported = done.stdout.rsplit("(version", 1)[-1]
     stages = {k: float(v) for k, v in _TIMINGS.findall(reported)}
     return {"total": done.seconds, "peak_rss_mb": done.peak_rss_mb,

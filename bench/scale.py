@@ -201,8 +201,7 @@ def run(sizes: list[str], workdir: Path, n_queries: int, log=print) -> dict:
 def _without_item_model(data: Path, store: Path) -> dict:
     from bench.ml1m import ingest_process
 
-    return ingest_process(data, store, "--no-item-model", dataset=data.name,
-                          timeout=INGEST_TIMEOUT)
+    return ingest_process(data, store, "--no-item-model", dataset=data.name, timeout=3600)
 
 
 def main(argv: list[str] | None = None) -> int:
