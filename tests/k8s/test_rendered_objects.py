@@ -111,6 +111,8 @@ def test_values_defaults_hold_no_secret(default_values):
         (".qdrant.apiKeyKey", "api-key"),
         (".qdrant.readOnlyApiKeyKey", "read-only-api-key"),
         (".service.auth.key", "service-api-key"),
+        (".metrics.qdrantHybrid.apiKeySecret", "qdrant-api-key"),
+        (".metrics.qdrantHybrid.apiKeyKey", "read-only-api-key"),
     ]
 
 

@@ -53,6 +53,10 @@ META = "meta.json"
 CSR = "users.csr"
 
 
+def movies_csr(vector: str) -> str:
+    return f"movies.{vector}.csr"
+
+
 def _read_current(root: Path) -> str | None:
     try:
         return json.loads((root / CURRENT).read_text())["version"]
@@ -137,21 +141,19 @@ class _OpenVersion:
             self.lock.release()
             raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from None
         self.vectors = csr.load(self.path / CSR, self.meta.users)
+        self._movie_vectors: dict[str, UserVectors | None] = {}
         self._catalog: MovieCatalog | None = None
 
-    def _positions(self, user_ids) -> np.ndarray | None:
-        """The users' row numbers in users.csr; None if the file is absent or lacks one."""
+    def rows(self, user_ids: list[int]) -> list[SparseVector] | None:
+        """The users' vectors from users.csr (views, no copies); None if one is missing."""
         if self.vectors is None or not len(self.vectors):
             return None
-        known = self.vectors.user_ids
-        ids = np.asarray(user_ids, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
-        return pos if np.array_equal(known[pos], ids) else None
+        return csr.rows_of(self.vectors, user_ids)
 
     def block(self, user_ids: list[int], scores: list[float]) -> NeighborBlock | None:
         """These users' rows of users.csr as one NeighborBlock (ranges, no copies); None if one
         is missing."""
-        pos = self._positions(user_ids)
+        pos = csr.positions(self.vectors, user_ids) if self.vectors is not None else None
         if pos is None:
             return None
         indptr = self.vectors.indptr
@@ -160,15 +162,11 @@ class _OpenVersion:
                              indptr[pos].astype(np.int64), indptr[pos + 1].astype(np.int64),
                              self.vectors.indices, self.vectors.values)
 
-    def rows(self, user_ids: list[int]) -> list[SparseVector] | None:
-        """The users' vectors from users.csr (views, no copies); None if one is missing."""
-        pos = self._positions(user_ids)
-        if pos is None:
-            return None
-        starts = self.vectors.indptr[pos].tolist()
-        ends = self.vectors.indptr[pos + 1].tolist()
-        indices, values = self.vectors.indices, self.vectors.values
-        return [SparseVector(indices[a:b], values[a:b]) for a, b in zip(starts, ends)]
+    def movie_vectors(self, name: str) -> UserVectors | None:
+        """Every movie's `name` vector from movies.<name>.csr, memory-mapped on first use."""
+        if name not in self._movie_vectors:
+            self._movie_vectors[name] = csr.load(self.path / movies_csr(name), None)
+        return self._movie_vectors[name]
 
     def catalog(self) -> MovieCatalog:
         if self._catalog is None:
@@ -306,6 +304,11 @@ class EmbeddedReader(StoreReader):
 
     def movie_vectors(self, movie_ids) -> dict[int, SparseVector]:
         live = self._live()
+        ids = sorted({int(m) for m in movie_ids})
+        stored = live.movie_vectors(schema.ITEM_VECTOR)
+        found = csr.rows_of(stored, ids) if stored is not None and ids else None
+        if found is not None:
+            return dict(zip(ids, found))
         with self._mutex:
             records = live.movies.retrieve([int(m) for m in movie_ids], with_payload=False,
                                            with_vector=[schema.ITEM_VECTOR])
@@ -351,6 +354,8 @@ class EmbeddedWriter(StoreWriter):
         # UserPoints was written once.
         self._ratings: UserVectors | None = None
         self._written = 0
+        # The movies' vectors written, by vector name, for movies.<name>.csr.
+        self._movie_rows: dict[str, list[tuple[int, SparseVector]]] = {}
 
     @property
     def _path(self) -> Path:
@@ -398,10 +403,12 @@ class EmbeddedWriter(StoreWriter):
 
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
         assert self._movies is not None
-        points = [
-            qe.Point(movie_id, {name: _edge_vector(v) for name, v in vectors.items()}, payload)
-            for movie_id, vectors, payload in movie_rows(movies, start, stop)
-        ]
+        points = []
+        for movie_id, vectors, payload in movie_rows(movies, start, stop):
+            points.append(qe.Point(movie_id, {n: _edge_vector(v) for n, v in vectors.items()},
+                                   payload))
+            for name, vector in vectors.items():
+                self._movie_rows.setdefault(name, []).append((movie_id, vector))
         self._movies.update(qe.UpdateOperation.upsert_points(points))
 
     def counts(self) -> tuple[int, int]:
@@ -419,6 +426,10 @@ class EmbeddedWriter(StoreWriter):
         self._users = self._movies = None
         if self._ratings is not None and self._written == len(self._ratings) == self._meta.users:
             csr.save(self._path / CSR, self._ratings)
+        for name, found in self._movie_rows.items():
+            ids = [movie_id for movie_id, _ in found]
+            if len(set(ids)) == len(ids):  # each movie written once: the file is the shard's
+                csr.save(self._path / movies_csr(name), csr.from_rows(found))
         write_atomic(self._path / META, json.dumps(self._meta.to_dict(), indent=2).encode())
         # The switch: one atomic rename. Readers see the old version or the new one, never a mix.
         write_atomic(self.root / CURRENT, json.dumps({"version": self.version}).encode())

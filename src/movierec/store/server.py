@@ -113,6 +113,8 @@ def _movie_filter(movie_filter: MovieFilter) -> models.Filter | None:
 # out QDRANT_TIMEOUT again: in an outage requests get their 503 in milliseconds, not seconds,
 # and do not pile up behind each other. Then the next call tries Qdrant again.
 FAIL_FAST_SECONDS = 2.0
+# Item vectors kept per reader (ML-1M: ~3,000 weights each, so 2,000 of them take ~50 MB).
+MOVIE_VECTOR_CACHE = 2_000
 
 
 class ServerReader(StoreReader):
@@ -127,6 +129,7 @@ class ServerReader(StoreReader):
         self._version: str | None = None
         self._meta: IngestMeta | None = None
         self._catalog: MovieCatalog | None = None
+        self._movie_vectors: dict[int, SparseVector | None] = {}  # this version's, as fetched
         self._checked_at = 0.0
         self._refresh_interval = refresh_interval
         self._down: tuple[float, str] | None = None  # (fail fast until, why)
@@ -176,6 +179,7 @@ class ServerReader(StoreReader):
             users = aliases.get(schema.USERS)
             if users is None or schema.MOVIES not in aliases:
                 self._version, self._meta, self._catalog = None, None, None
+                self._movie_vectors = {}
                 raise StoreUnavailable(
                     f"no movierec data in Qdrant at {self.url}: run `movierec ingest` first"
                 )
@@ -186,6 +190,7 @@ class ServerReader(StoreReader):
                                               f"collection {users} at {self.url}")
             self._version = self._meta.version
             self._catalog = None
+            self._movie_vectors = {}
             return True
 
     def _collection_of_version(self) -> str | None:
@@ -260,9 +265,24 @@ class ServerReader(StoreReader):
         return as_sparse(v.indices, v.values)
 
     def movie_vectors(self, movie_ids) -> dict[int, SparseVector]:
-        records = self._call(self.client.retrieve, schema.MOVIES, ids=[int(m) for m in movie_ids],
-                             with_payload=False, with_vectors=[schema.ITEM_VECTOR])
-        return named_vectors(records, schema.ITEM_VECTOR)
+        """The item vectors of these movies, each fetched from Qdrant once per live version and
+        then kept (recommended movies repeat: the same few hundred answer most requests)."""
+        self.refresh()
+        version, wanted = self._version, [int(m) for m in movie_ids]
+        cache = self._movie_vectors
+        missing = [m for m in wanted if m not in cache]
+        found: dict[int, SparseVector] = {}
+        if missing:
+            records = self._call(self.client.retrieve, schema.MOVIES, ids=missing,
+                                 with_payload=False, with_vectors=[schema.ITEM_VECTOR])
+            found = named_vectors(records, schema.ITEM_VECTOR)
+            with self._mutex:
+                if self._version == version and cache is self._movie_vectors:
+                    if len(cache) + len(missing) > MOVIE_VECTOR_CACHE:
+                        cache.clear()
+                    cache.update({m: found.get(m) for m in missing})
+        vectors = {m: found[m] if m in found else cache.get(m) for m in wanted}
+        return {m: v for m, v in vectors.items() if v is not None}
 
     def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
         answer = self._call(
