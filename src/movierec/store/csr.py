@@ -67,14 +67,20 @@ def load(path: Path, users: int | None) -> UserVectors | None:
     return vectors
 
 
-def rows_of(vectors: UserVectors, ids) -> list[SparseVector] | None:
-    """The vectors of these ids (views, no copies), in their order; None if one is missing."""
+def positions(vectors: UserVectors, ids) -> np.ndarray | None:
+    """The row numbers of these ids, in their order; None if one is missing."""
     known = vectors.user_ids
     if not known.size:
         return None
     ids = np.asarray(ids, dtype=np.int64)
     pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
-    if not np.array_equal(known[pos], ids):
+    return pos if np.array_equal(known[pos], ids) else None
+
+
+def rows_of(vectors: UserVectors, ids) -> list[SparseVector] | None:
+    """The vectors of these ids (views, no copies), in their order; None if one is missing."""
+    pos = positions(vectors, ids)
+    if pos is None:
         return None
     starts = vectors.indptr[pos].tolist()
     ends = vectors.indptr[pos + 1].tolist()

@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import qdrant_edge as qe
 
 from movierec import schema
@@ -30,7 +31,7 @@ from movierec.store import csr
 from movierec.store.base import (
     MovieFilter,
     MoviePoints,
-    Neighbor,
+    NeighborBlock,
     ScoredMovie,
     StoreReader,
     StoreStatus,
@@ -187,6 +188,18 @@ class _OpenVersion:
             return None
         return csr.rows_of(self.vectors, user_ids)
 
+    def block(self, user_ids: list[int], scores: list[float]) -> NeighborBlock | None:
+        """These users' rows of users.csr as one NeighborBlock (ranges, no copies); None if one
+        is missing."""
+        pos = csr.positions(self.vectors, user_ids) if self.vectors is not None else None
+        if pos is None:
+            return None
+        indptr = self.vectors.indptr
+        return NeighborBlock(np.asarray(user_ids, dtype=np.int64),
+                             np.asarray(scores, dtype=np.float64),
+                             indptr[pos].astype(np.int64), indptr[pos + 1].astype(np.int64),
+                             self.vectors.indices, self.vectors.values)
+
     def movie_vectors(self, name: str) -> UserVectors | None:
         """Every movie's `name` vector from movies.<name>.csr, memory-mapped on first use."""
         if name not in self._movie_vectors:
@@ -292,8 +305,8 @@ class EmbeddedReader(StoreReader):
         with self._mutex:
             return live.catalog()
 
-    def similar_users(self, query, limit, exclude_user=None,
-                      using=schema.RATINGS_VECTOR) -> list[Neighbor]:
+    def similar_users_block(self, query, limit, exclude_user=None, using=schema.RATINGS_VECTOR,
+                            score_threshold=None) -> NeighborBlock:
         live = self._live()
 
         def request(with_vector: bool) -> qe.QueryRequest:
@@ -302,6 +315,7 @@ class EmbeddedReader(StoreReader):
                 query=qe.Query.Nearest(_edge_vector(query), using=using),
                 with_vector=[schema.RATINGS_VECTOR] if with_vector else False,
                 with_payload=False,
+                score_threshold=None if score_threshold is None else float(score_threshold),
                 filter=None
                 if exclude_user is None
                 else qe.Filter(must_not=[qe.HasIdCondition({int(exclude_user)})]),
@@ -310,18 +324,14 @@ class EmbeddedReader(StoreReader):
         with self._mutex:
             if live.vectors is not None:
                 points = live.users.query(request(False))
-                ids = [int(p.id) for p in points]
-                vectors = live.rows(ids) if ids else []
-                if vectors is not None:
-                    return [Neighbor(i, float(p.score), v)
-                            for i, p, v in zip(ids, points, vectors)]
+                block = live.block([int(p.id) for p in points], [p.score for p in points])
+                if block is not None:
+                    return block
             # No users.csr (or it lacks a user): the engine returns the vectors itself.
             points = live.users.query(request(True))
-        out = []
-        for p in points:
-            v = p.vector[schema.RATINGS_VECTOR]
-            out.append(Neighbor(int(p.id), float(p.score), as_sparse(v.indices, v.values)))
-        return out
+        vectors = [p.vector[schema.RATINGS_VECTOR] for p in points]
+        return NeighborBlock.of([int(p.id) for p in points], [p.score for p in points],
+                                [as_sparse(v.indices, v.values) for v in vectors])
 
     def user_vector(self, user_id: int) -> SparseVector | None:
         live = self._live()

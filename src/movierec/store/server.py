@@ -23,7 +23,7 @@ from movierec.meta import IngestMeta
 from movierec.store.base import (
     MovieFilter,
     MoviePoints,
-    Neighbor,
+    NeighborBlock,
     ScoredMovie,
     StoreReader,
     StoreStatus,
@@ -362,8 +362,8 @@ class ServerReader(StoreReader):
                 self._catalog = MovieCatalog.from_payloads(payloads)
             return self._catalog
 
-    def similar_users(self, query, limit, exclude_user=None,
-                      using=schema.RATINGS_VECTOR) -> list[Neighbor]:
+    def similar_users_block(self, query, limit, exclude_user=None, using=schema.RATINGS_VECTOR,
+                            score_threshold=None) -> NeighborBlock:
         query_filter = None
         if exclude_user is not None:
             query_filter = models.Filter(must_not=[models.HasIdCondition(has_id=[int(exclude_user)])])
@@ -376,12 +376,12 @@ class ServerReader(StoreReader):
             with_vectors=[schema.RATINGS_VECTOR],
             with_payload=False,
             query_filter=query_filter,
+            score_threshold=score_threshold,
         )
-        out = []
-        for p in answer.points:
-            v = p.vector[schema.RATINGS_VECTOR]
-            out.append(Neighbor(int(p.id), float(p.score), as_sparse(v.indices, v.values)))
-        return out
+        points = answer.points
+        vectors = [p.vector[schema.RATINGS_VECTOR] for p in points]
+        return NeighborBlock.of([int(p.id) for p in points], [p.score for p in points],
+                                [as_sparse(v.indices, v.values) for v in vectors])
 
     def user_vector(self, user_id: int) -> SparseVector | None:
         records = self._call(
