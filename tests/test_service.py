@@ -86,7 +86,10 @@ def test_title_search_and_movie_lookup(api):
     ("body", "status", "error", "field"),
     [
         ({"ratings": {"999999": 1}}, 422, "unknown movie id: 999999", "ratings"),
-        ({"ratings": {}}, 422, "ratings: ratings are empty: rate at least one movie", "ratings"),
+        ({"ratings": {}, "limit": 0}, 422, "limit: Input should be greater than or equal to 1",
+         "limit"),
+        ({"ratings": {}, "model": "svd"}, 422, "model: Input should be 'item', 'user-knn', "
+         "'tutorial' or 'popular'", "model"),
         ({"ratings": {"abc": 1}}, 422, "ratings: movie id 'abc' is not an integer in "
          "0..4294967295", "ratings"),
         ({"ratings": {"1": 1}, "limit": 0}, 422, "limit: Input should be greater than or equal "
@@ -114,6 +117,85 @@ def test_bad_bodies_get_422_naming_the_problem(api, body, status, error, field):
     r = api.client.post("/recommendations", json=body)
     assert r.status_code == status
     assert r.json() == {"error": error, "field": field}
+
+
+def test_zero_ratings_get_the_most_rated_movies_as_popular(api):
+    r = api.client.post("/recommendations", json={"ratings": {}, "limit": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["model"], body["neighbors"]) == ("popular", 0)
+    most_rated = api.client.get("/movies", params={"limit": 5}).json()["items"]
+    assert [i["movie_id"] for i in body["items"]] == [m["movie_id"] for m in most_rated] == [
+        2858, 260, 1196, 1210, 480]
+    for item, movie in zip(body["items"], most_rated):
+        assert item["score"] == movie["rating_count"]
+        assert item["why"]["text"] == (f"popular: rated by {movie['rating_count']:,} people, "
+                                       f"{movie['rating_mean']:.2g} stars on average")
+    # Whichever model is named, and on either scale.
+    named = api.client.post("/recommendations", json={"ratings": {}, "limit": 5,
+                                                      "model": "tutorial", "scale": "stars"})
+    assert named.status_code == 200 and named.json() == body
+
+
+def test_zero_ratings_honour_the_genre_and_year_filters(api):
+    body = {"ratings": {}, "limit": 10, "genres": ["Horror"], "year_min": 1980, "year_max": 1989}
+    r = api.client.post("/recommendations", json=body)
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert len(items) == 10
+    assert items[0]["title"] == "Ghostbusters (1984)"  # Comedy|Horror, 2,181 ratings
+    counts = [i["score"] for i in items]
+    assert counts == sorted(counts, reverse=True)
+    for item in items:
+        assert "Horror" in item["genres"] and 1980 <= item["year"] <= 1989, item
+        assert item["why"]["text"].startswith("popular: rated by ")
+
+
+def test_more_like_this_answers_the_nearest_movies_in_the_item_model(api):
+    r = api.client.get("/movies/1/similar", params={"limit": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["movie"]["title"] == "Toy Story (1995)"
+    assert body["model"] == "item"
+    ids = [i["movie_id"] for i in body["items"]]
+    assert len(ids) == 5 and 1 not in ids and ids[0] == 3114  # Toy Story 2 (1999)
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True) and scores[-1] > 0
+    for item in body["items"]:
+        assert item["why"]["text"].startswith("people who liked ")
+        assert item["why"]["text"].endswith(" like both")
+    assert api.client.get("/movies/1/similar").json()["items"][:5] == body["items"]
+
+
+@pytest.mark.parametrize("genres", [["Comedy", "Romance"], ["Comedy,Romance"]])
+def test_more_like_this_honours_genre_and_year_filters(api, genres):
+    r = api.client.get("/movies/1/similar", params={"limit": 10, "genres": genres,
+                                                    "year_min": 1990, "year_max": 1995})
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert len(items) == 10
+    for item in items:
+        assert item["movie_id"] != 1
+        assert {"Comedy", "Romance"} & set(item["genres"]) and 1990 <= item["year"] <= 1995
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "error"),
+    [
+        ("/movies/999999/similar", 404, "no movie 999999 in the dataset"),
+        ("/movies/51/similar", 409, "movie 51 has too few ratings for the item model to know "
+         "which movies are like it"),
+        ("/movies/1/similar?limit=0", 422, "limit: Input should be greater than or equal to 1"),
+        ("/movies/1/similar?limit=101", 422, "limit: Input should be less than or equal to 100"),
+        ("/movies/1/similar?year_min=2000&year_max=1990", 422, "year_min is after year_max"),
+        ("/movies/x/similar", 422, "movie_id: Input should be a valid integer, unable to parse "
+         "string as an integer"),
+    ],
+)
+def test_more_like_this_refuses_with_one_line(api, path, status, error):
+    r = api.client.get(path)
+    assert r.status_code == status
+    assert r.json()["error"] == error
 
 
 def test_unknown_movie_ids_are_all_named(api):
@@ -180,7 +262,7 @@ def test_readyz_reports_the_store_and_metrics_count_requests(api):
 def test_openapi_and_docs_are_served(api):
     spec = api.client.get("/openapi.json").json()
     assert {"/recommendations", "/users/{user_id}/recommendations", "/movies",
-            "/movies/{movie_id}", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+            "/movies/{movie_id}", "/movies/{movie_id}/similar", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
     assert api.client.get("/docs").status_code == 200
 
 
@@ -213,6 +295,10 @@ def test_readyz_is_503_before_ingest_and_200_after(tmp_path, ml1m_dir):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert_reference(service.client.post("/recommendations", json=TUTORIAL_BODY).json())
+        r = service.client.get("/movies/1/similar")
+        assert (r.status_code, r.json()) == (409, {
+            "error": "the live data has no item model, which finds similar movies: ingest "
+                     "without --no-item-model"})
 
 
 @pytest.fixture

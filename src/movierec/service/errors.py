@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from movierec.errors import NotFoundError, QueryError, StoreBusy, StoreUnavailable
+from movierec.errors import NotFoundError, NotServedError, QueryError, StoreBusy, StoreUnavailable
 
 log = logging.getLogger("movierec.service")
 
@@ -56,6 +56,10 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, exc: NotFoundError):
         return problem(404, str(exc))
+
+    @app.exception_handler(NotServedError)
+    async def not_served(_: Request, exc: NotServedError):
+        return problem(409, str(exc))
 
     @app.exception_handler(StoreUnavailable)
     @app.exception_handler(StoreBusy)

@@ -33,7 +33,8 @@ class RecommendationRequest(BaseModel):
 
     ratings: dict[str, float] = Field(
         description="movie id -> rating: +1 like / -1 dislike (scale 'unit', any value in "
-        "[-1, 1]), or 0.5-5 stars (scale 'stars')",
+        "[-1, 1]), or 0.5-5 stars (scale 'stars'); empty: the most popular movies (model "
+        "'popular'), with the filters, to start rating from",
     )
     scale: Literal["unit", "stars"] = "unit"
     model: ModelName | None = Field(
@@ -50,8 +51,6 @@ class RecommendationRequest(BaseModel):
     @field_validator("ratings")
     @classmethod
     def _ids_and_values(cls, ratings: dict[str, float]) -> dict[str, float]:
-        if not ratings:
-            raise ValueError("ratings are empty: rate at least one movie")
         if len(ratings) > MAX_RATINGS:
             raise ValueError(f"too many ratings: {len(ratings)} (at most {MAX_RATINGS})")
         seen: dict[int, str] = {}
@@ -121,6 +120,14 @@ class RecommendedMovie(BaseModel):
 class RecommendationResponse(BaseModel):
     model: str
     neighbors: int = Field(description="how many similar users were used")
+    items: list[RecommendedMovie]
+
+
+class SimilarMovies(BaseModel):
+    """Movies like one movie ("more like this"), from the item model's vectors."""
+
+    movie: MovieOut
+    model: str
     items: list[RecommendedMovie]
 
 

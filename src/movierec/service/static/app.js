@@ -13,6 +13,8 @@ const DEFAULT_LIMIT = 10;
 const LIMITS = [5, 10, 20];
 const MAX_RATINGS = 1000;
 const SEARCH_LIMIT = 8;
+const POPULAR_LIMIT = 12; // the strip of popular movies to start from, before anything is rated
+const SIMILAR_LIMIT = 5; // "More like this" under a recommendation
 const RETRY_SECONDS = 5;
 // From how many stars a rating is a like: the service says (GET /models, "liked_stars"); this
 // is the library's value, for a service that does not say.
@@ -325,12 +327,18 @@ function requestBody() {
   const body = { ratings: Object.fromEntries([...state.ratings].map(([id, v]) => [String(id), v])), limit: state.limit };
   if (state.scale === "stars") body.scale = "stars";
   if (service.models) body.model = state.model || service.models.default;
+  return Object.assign(body, activeFilters());
+}
+
+// The genre / year filters in force, as the API names them ({} when none, or not offered).
+function activeFilters() {
+  const filters = {};
   if (service.genres && filtersAllowed()) {
-    if (state.genres.length) body.genres = [...state.genres];
-    if (state.yearMin !== null) body.year_min = state.yearMin;
-    if (state.yearMax !== null) body.year_max = state.yearMax;
+    if (state.genres.length) filters.genres = [...state.genres];
+    if (state.yearMin !== null) filters.year_min = state.yearMin;
+    if (state.yearMax !== null) filters.year_max = state.yearMax;
   }
-  return body;
+  return filters;
 }
 
 const recs = { seq: 0, abort: null, retry: 0 };
@@ -343,8 +351,10 @@ async function refresh() {
     clearError();
     ui.results.replaceChildren();
     ui.summary.textContent = "Rate a movie to see recommendations.";
+    showPopular(seq);
     return;
   }
+  ui.popular.hidden = true;
   recs.abort = new AbortController();
   ui.results.setAttribute("aria-busy", "true");
   try {
@@ -363,6 +373,108 @@ async function refresh() {
   } finally {
     if (seq === recs.seq) ui.results.setAttribute("aria-busy", "false");
   }
+}
+
+// Nothing rated yet: the service answers no ratings with its most popular movies (with the
+// filters), shown as a strip to rate from. A service without that answer leaves the strip out.
+async function showPopular(seq) {
+  recs.abort = new AbortController();
+  try {
+    const body = { ratings: {}, limit: POPULAR_LIMIT, ...activeFilters() };
+    const answer = await api("/recommendations", { body, signal: recs.abort.signal });
+    if (seq !== recs.seq) return;
+    for (const movie of answer.items) if (!movies.get(movie.movie_id)) movies.set(movie.movie_id, movie);
+    ui.popularList.replaceChildren(...answer.items.map((movie) => el("li", {
+      class: "strip-movie", "data-movie-id": movie.movie_id, title: movie.why?.text,
+    },
+    el("span", { class: "title", text: movie.title }),
+    el("span", { class: "meta", text: describe(movie) }),
+    rateButtons(movie))));
+    ui.popular.hidden = !answer.items.length;
+  } catch (error) {
+    if (error.name === "AbortError" || seq !== recs.seq) return;
+    ui.popular.hidden = true;
+    if (error.status === 0 || error.status === 503) showError(explain(error, "Cannot load popular movies"));
+  }
+}
+
+// "Seen it?" Like and Dislike buttons for a movie shown by the service.
+function rateButtons(movie) {
+  return el("span", { class: "seen" },
+    el("button", { type: "button", class: "like", "aria-label": `Like ${movie.title}`, title: "Seen it? Like it",
+      onclick: () => rate(movie.movie_id, 1) }, "Like"),
+    el("button", { type: "button", class: "dislike", "aria-label": `Dislike ${movie.title}`, title: "Seen it? Dislike it",
+      onclick: () => rate(movie.movie_id, -1) }, "Dislike"));
+}
+
+// --- more like this ---------------------------------------------------------------------------
+
+// The service finds similar movies with its item model; without it, the control is left out.
+function similarOffered() {
+  return Boolean(service.models && service.models.models.some((m) => m.name === "item"));
+}
+
+const similar = { open: new Set(), answers: new Map() };
+
+function similarPath(id) {
+  const q = new URLSearchParams({ limit: String(SIMILAR_LIMIT) });
+  const filters = activeFilters();
+  for (const genre of filters.genres || []) q.append("genres", genre);
+  if (filters.year_min !== undefined) q.set("year_min", String(filters.year_min));
+  if (filters.year_max !== undefined) q.set("year_max", String(filters.year_max));
+  return `/movies/${id}/similar?${q}`;
+}
+
+function similarControl(movie) {
+  if (!similarOffered()) return null;
+  const open = similar.open.has(movie.movie_id);
+  return el("button", {
+    type: "button", class: "secondary more", "aria-expanded": String(open),
+    "aria-controls": `similar-${movie.movie_id}`, "aria-label": `More like ${movie.title}`,
+    onclick: (e) => toggleSimilar(movie, e.currentTarget),
+  }, "More like this");
+}
+
+function toggleSimilar(movie, button) {
+  const id = movie.movie_id;
+  const item = button.closest("li.movie");
+  if (similar.open.has(id)) {
+    similar.open.delete(id);
+    button.setAttribute("aria-expanded", "false");
+    item.querySelector(".similar")?.remove();
+    return;
+  }
+  similar.open.add(id);
+  button.setAttribute("aria-expanded", "true");
+  item.append(similarBlock(movie));
+}
+
+// The list of movies like `movie` (fetched once per filter setting), or why there is none.
+function similarBlock(movie) {
+  const block = el("div", { class: "similar", id: `similar-${movie.movie_id}`, "aria-busy": "true" },
+    el("p", { class: "meta", text: "Finding similar movies…" }));
+  const path = similarPath(movie.movie_id);
+  const known = similar.answers.get(path);
+  const answer = known || api(path).then((a) => { similar.answers.set(path, a); return a; });
+  Promise.resolve(answer).then((found) => {
+    block.replaceChildren(found.items.length
+      ? el("ul", { class: "similar-list", "aria-label": `Movies like ${movie.title}` },
+        ...found.items.map((m) => {
+          if (!movies.get(m.movie_id)) movies.set(m.movie_id, m);
+          return el("li", { class: "similar-movie", "data-movie-id": m.movie_id },
+            el("span", { class: "similar-text" },
+              el("span", { class: "title", text: m.title }),
+              el("span", { class: "meta", text: describe(m) }),
+              m.why && m.why.text ? el("span", { class: "similar-why", text: m.why.text }) : null),
+            state.ratings.has(m.movie_id) ? el("span", { class: "mark", text: ratingWord(state.ratings.get(m.movie_id)) })
+              : rateButtons(m));
+        }))
+      : el("p", { class: "meta", text: "No similar movie matches: loosen the filters." }));
+  }).catch((error) => {
+    block.replaceChildren(el("p", { class: "similar-error", role: "status",
+      text: `No similar movies: ${error.message}.` }));
+  }).finally(() => block.setAttribute("aria-busy", "false"));
+  return block;
 }
 
 // --- rendering --------------------------------------------------------------------------------
@@ -479,12 +591,12 @@ function renderResults(answer) {
     el("span", { class: "score", title: "score", text: movie.score.toFixed(4) })),
   el("div", { class: "movie-foot" },
     el("span", { class: "meta genres", text: movie.genres.join(", ") }),
-    el("span", { class: "seen" },
-      el("button", { type: "button", class: "like", "aria-label": `Like ${movie.title}`, title: "Seen it? Like it",
-        onclick: () => rate(movie.movie_id, 1) }, "Like"),
-      el("button", { type: "button", class: "dislike", "aria-label": `Dislike ${movie.title}`, title: "Seen it? Dislike it",
-        onclick: () => rate(movie.movie_id, -1) }, "Dislike"))),
-  movie.why && movie.why.text ? el("p", { class: "why", text: movie.why.text }) : null)));
+    el("span", { class: "movie-buttons" }, similarControl(movie), rateButtons(movie))),
+  movie.why && movie.why.text ? el("p", { class: "why", text: movie.why.text }) : null,
+  similar.open.has(movie.movie_id) && similarOffered() ? similarBlock(movie) : null)));
+  // Open "More like this" lists stay open while their movie is still recommended.
+  const shownIds = new Set(answer.items.map((m) => m.movie_id));
+  for (const id of similar.open) if (!shownIds.has(id)) similar.open.delete(id);
 
   const n = state.ratings.size;
   const parts = [`${answer.items.length} movies for your ${n} rated ${n === 1 ? "movie" : "movies"}`];
@@ -601,6 +713,7 @@ function init() {
     "status", "filters", "genres"]) ui[id] = $(id);
   Object.assign(ui, {
     options: $("search-results"), searchStatus: $("search-status"), ratedEmpty: $("rated-empty"),
+    popular: $("popular"), popularList: $("popular-list"),
     modelField: $("model-field"), modelHelp: $("model-help"), yearMin: $("year-min"),
     yearMax: $("year-max"), filterSummary: $("filter-summary"),
   });
