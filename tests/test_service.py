@@ -448,3 +448,79 @@ def test_existing_user_with_the_item_model(api, ml1m):
     assert r.status_code == 200
     ids = [i["movie_id"] for i in r.json()["items"]]
     assert len(ids) == 5 and not set(ml1m.movie_ids[ml1m.user_ids == 1].tolist()) & set(ids)
+
+
+
+# --- importing ratings -----------------------------------------------------------------------
+
+
+def test_import_of_a_letterboxd_export_as_text_csv_and_its_recommendations(api):
+    from tests.imports_helpers import WELL_KNOWN, letterboxd
+
+    data = letterboxd([(name, year, 4.5 if k % 5 else 1.5) for k, (name, year, _) in
+                       enumerate(WELL_KNOWN)])
+    r = api.client.post("/ratings/import", content=data, headers={"content-type": "text/csv"})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["format"], body["rows"], len(body["matched"])) == ("letterboxd", 50, 49)
+    assert {int(k) for k in body["ratings"]} == {m for *_, m in WELL_KNOWN if m is not None}
+    assert body["matched"][0] == {"line": 2, "movie_id": 260, "title": "Star Wars: Episode IV - "
+                                  "A New Hope (1977)", "year": 1977, "genres": [
+                                      "Action", "Adventure", "Fantasy", "Sci-Fi"], "stars": 1.5,
+                                  "matched_by": "title", "given": {"title": "Star Wars",
+                                                                   "year": 1977}}
+    assert body["unmatched"] == [{"line": 51, "title": "Amélie", "year": 2001, "reason":
+                                  "no such movie in the catalog (its newest movies are from 2000)"}]
+    answer = api.client.post("/recommendations", json={"ratings": body["ratings"],
+                                                       "scale": "stars", "limit": 10})
+    assert answer.status_code == 200
+    ids = [i["movie_id"] for i in answer.json()["items"]]
+    assert len(ids) == 10 and not {int(k) for k in body["ratings"]} & set(ids)
+
+
+def test_import_as_a_multipart_upload_of_an_imdb_export(api):
+    from tests.imports_helpers import imdb
+
+    data = imdb([(133093, 10, "The Matrix", 1999, "Movie"), (120338, 3, "Titanic", 1997,
+                                                             "Movie")])
+    r = api.client.post("/ratings/import", params={"format": "imdb"},
+                        files={"file": ("ratings.csv", data, "text/csv")})
+    assert r.status_code == 200
+    assert r.json()["ratings"] == {"2571": 5.0, "1721": 1.5}
+
+
+@pytest.mark.parametrize(("content", "content_type", "status", "error"), [
+    (b"", "text/csv", 422, "the file is empty"),
+    (b"a;b\n1;2\n", "text/csv", 422, "the file is neither a Letterboxd ratings.csv (Name, Year, "
+     "Rating), an IMDb ratings export (Const, Your Rating, Title, Year) nor a movie_id,rating "
+     "csv: its first line is 'a;b'"),
+    (b"Name,Year,Rating\nAm\xe9lie,2001,4\n", "text/csv", 422, "line 2: the file is not UTF-8 "
+     "text (byte 0xe9): export it again, or save it as UTF-8"),
+    (b'{"ratings": {}}', "application/json", 415, "send the export as a file upload "
+     "(multipart/form-data) or as the body with Content-Type: text/csv"),
+    (b"--x\r\n\r\n", "multipart/form-data; boundary=y", 422, "the multipart body cannot be "
+     "read: no parts found (is the boundary right?)"),
+    (b"--x\r\n\r\n", "multipart/form-data", 422, "the multipart body cannot be read: no parts "
+     "found (is the boundary right?)"),
+    (b"--x\r\nContent-Type: text/csv\r\n\r\n1,4\r\n--x--\r\n", "multipart/form-data; "
+     "boundary=x", 422, "the multipart body has no form-data part holding a file"),
+])
+def test_import_refuses_bad_files_in_one_line(api, content, content_type, status, error):
+    r = api.client.post("/ratings/import", content=content,
+                        headers={"content-type": content_type})
+    assert r.status_code == status
+    assert r.json()["error"] == error
+
+
+def test_import_bodies_are_limited_to_2_mib_and_every_other_body_to_64_kib(api):
+    rows = b"movie_id,rating\n" + b"1,4\n" * 30_000  # 90 KB: over 64 KiB, within 2 MiB
+    r = api.client.post("/ratings/import", content=rows, headers={"content-type": "text/csv"})
+    assert r.status_code == 422
+    assert r.json()["error"] == ("the file has more than 10,000 rows: export fewer ratings "
+                                 "(Letterboxd and IMDb exports are far smaller)")
+    big = b"movie_id,rating\n" + b"1,4\n" * 800_000
+    r = api.client.post("/ratings/import", content=big, headers={"content-type": "text/csv"})
+    assert (r.status_code, r.json()) == (413, {"error": "request body is larger than 2097152 "
+                                                        "bytes"})
+    r = api.client.post("/recommendations", content=rows, headers={"content-type": "text/csv"})
+    assert r.status_code == 413

@@ -319,3 +319,43 @@ def test_the_like_threshold_in_stars_is_the_services_when_switching_scales(web, 
     wait_for_recommendations(page, 10, 4)
     assert bodies[-1]["ratings"] == {"2571": 1, "260": -1, "1": 1, "296": -1}
     assert "scale" not in bodies[-1]
+
+
+def test_importing_a_letterboxd_export_fills_the_list_and_shows_what_did_not_match(web, page):
+    from tests.imports_helpers import WELL_KNOWN, letterboxd
+
+    bodies = recommendation_requests(page)
+    data = letterboxd([(name, year, 4.5 if k % 4 else 2) for k, (name, year, _) in
+                       enumerate(WELL_KNOWN)])
+    page.goto(web.url + "/?like=3114")
+    wait_for_recommendations(page, 10, 1)
+    page.get_by_label("Import ratings").set_input_files(
+        {"name": "ratings.csv", "mimeType": "text/csv", "buffer": data})
+    report = page.locator("#import-report")
+    expect(report.locator(".import-summary")).to_have_text(
+        "Imported 49 of 50 rows from ratings.csv (Letterboxd); 1 did not match:")
+    expect(report.get_by_role("list", name="Rows that did not match").get_by_role("listitem")
+           ).to_have_text(["Line 51: Amélie (2001)no such movie in the catalog (its newest movies "
+                           "are from 2000)"])
+    # Toy Story 2 was liked before: 5 stars now, beside the 49 imported (Toy Story 2 among them).
+    wait_for_recommendations(page, 10, 49)
+    imported = web.client.post("/ratings/import", content=data,
+                               headers={"content-type": "text/csv"}).json()
+    assert bodies[-1]["scale"] == "stars"
+    assert bodies[-1]["ratings"] == imported["ratings"]
+    assert shown(page) == as_shown(web.client.post("/recommendations", json=bodies[-1]).json())
+    expect(page.get_by_label("Stars for Star Wars: Episode IV - A New Hope (1977)")
+           ).to_have_value("2")
+    expect(page.get_by_label("Stars for Godfather, The (1972)")).to_have_value("4.5")
+    assert "stars=" in page.url and "858:4.5" in page.url and "2571:2" in page.url
+
+
+def test_importing_a_file_that_is_no_export_says_why(web, page):
+    page.goto(web.url + "/")
+    page.get_by_label("Import ratings").set_input_files(
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello;world\n"})
+    expect(page.locator("#import-report")).to_have_text(
+        "Cannot import notes.txt: the file is neither a Letterboxd ratings.csv (Name, Year, "
+        "Rating), an IMDb ratings export (Const, Your Rating, Title, Year) nor a movie_id,rating "
+        "csv: its first line is 'hello;world'.")
+    expect(page.locator("#rated > li")).to_have_count(0)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from movierec.errors import NotFoundError, NotServedError, QueryError, StoreBusy, StoreUnavailable
+from movierec.imports.formats import ExportError
 
 log = logging.getLogger("movierec.service")
 
@@ -52,6 +53,10 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QueryError)
     async def invalid_query(_: Request, exc: QueryError):
         return problem(422, str(exc), "ratings")
+
+    @app.exception_handler(ExportError)
+    async def unreadable_export(_: Request, exc: ExportError):
+        return problem(422, str(exc), "file")
 
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, exc: NotFoundError):

@@ -150,3 +150,30 @@ class Ready(BaseModel):
     version: str | None = None
     dataset: str | None = None
     detail: str | None = None
+
+
+class ImportedRating(BaseModel):
+    line: int = Field(description="the file's line")
+    movie_id: int
+    title: str
+    year: int | None
+    genres: list[str]
+    stars: float
+    matched_by: Literal["imdb id", "title", "movie id"]
+    given: dict = Field(description="the title and year as the file names them")
+
+
+class ImportProblem(BaseModel):
+    line: int
+    title: str | None
+    year: int | None
+    reason: str
+
+
+class ImportAnswer(BaseModel):
+    format: Literal["letterboxd", "imdb", "csv"]
+    rows: int = Field(description="rows read (the header not counted)")
+    ratings: dict[str, float] = Field(description="movie id -> stars, for POST /recommendations "
+                                      "with \"scale\": \"stars\"")
+    matched: list[ImportedRating]
+    unmatched: list[ImportProblem] = Field(description="every row not used, with the reason")

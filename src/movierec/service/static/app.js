@@ -20,6 +20,7 @@ const RETRY_SECONDS = 5;
 // is the library's value, for a service that does not say.
 const LIKED_STARS = 3;
 const STARS_FROM_UNIT = { 1: 5, [-1]: 1 };
+const STAR_CHOICES = [5, 4.5, 4, 3.5, 3, 2.5, 2, 1.5, 1, 0.5];
 
 const state = {
   scale: "unit", // "unit": +1 like / -1 dislike; "stars": 1-5
@@ -47,8 +48,8 @@ function readUrl() {
     state.scale = "stars";
     for (const pair of q.get("stars").split(",")) {
       const [id, stars] = pair.split(":");
-      const value = Math.round(Number(stars));
-      if (/^\d{1,10}$/.test(id) && value >= 1 && value <= 5) state.ratings.set(Number(id), value);
+      const value = Math.round(Number(stars) * 2) / 2; // half stars, as Letterboxd rates
+      if (/^\d{1,10}$/.test(id) && value >= 0.5 && value <= 5) state.ratings.set(Number(id), value);
     }
   } else {
     state.scale = "unit";
@@ -407,6 +408,56 @@ function rateButtons(movie) {
       onclick: () => rate(movie.movie_id, -1) }, "Dislike"));
 }
 
+// --- importing an export ---------------------------------------------------------------------
+
+// The service matches the file to its catalog; the matched ratings (in stars) join the list,
+// and every row that did not match is listed with the service's reason.
+async function importFile(file) {
+  ui.importReport.hidden = false;
+  ui.importReport.replaceChildren(el("p", { text: `Importing ${file.name}…` }));
+  let answer;
+  try {
+    const response = await fetch("/ratings/import", {
+      method: "POST", headers: { "Content-Type": "text/csv" }, body: file,
+    });
+    const data = await response.json().catch(() => null);
+    if (!response.ok) {
+      throw new ApiError(response.status, data && typeof data.error === "string" ? data.error
+        : `HTTP ${response.status}`);
+    }
+    answer = data;
+  } catch (error) {
+    const message = error.status === 413 ? "the file is too large to import" : error.message;
+    ui.importReport.replaceChildren(el("p", { class: "import-error",
+      text: `Cannot import ${file.name}: ${message}.` }));
+    return;
+  } finally {
+    ui.importFile.value = "";
+  }
+  if (state.scale !== "stars") {
+    for (const [id, v] of state.ratings) state.ratings.set(id, STARS_FROM_UNIT[v]);
+    state.scale = "stars";
+  }
+  let skipped = 0;
+  for (const m of answer.matched) {
+    if (!state.ratings.has(m.movie_id) && state.ratings.size >= MAX_RATINGS) { skipped += 1; continue; }
+    state.ratings.delete(m.movie_id);
+    state.ratings.set(m.movie_id, m.stars);
+    movies.set(m.movie_id, { movie_id: m.movie_id, title: m.title, year: m.year, genres: m.genres });
+  }
+  const kinds = { letterboxd: "Letterboxd", imdb: "IMDb", csv: "csv" };
+  const used = answer.matched.length - skipped;
+  const summary = `Imported ${used} of ${answer.rows} rows from ${file.name} (${kinds[answer.format] || answer.format})`
+    + (answer.unmatched.length ? `; ${answer.unmatched.length} did not match:` : ".");
+  ui.importReport.replaceChildren(el("p", { class: "import-summary", text: summary }),
+    answer.unmatched.length ? el("ul", { class: "unmatched", "aria-label": "Rows that did not match" },
+      ...answer.unmatched.map((row) => el("li", {},
+        el("span", { class: "title", text: `Line ${row.line}${row.title ? `: ${row.title}` : ""}${row.year ? ` (${row.year})` : ""}` }),
+        el("span", { class: "meta", text: row.reason })))) : null,
+    skipped ? el("p", { class: "meta", text: `${skipped} more left out: at most ${MAX_RATINGS} ratings.` }) : null);
+  changed();
+}
+
 // --- more like this ---------------------------------------------------------------------------
 
 // The service finds similar movies with its item model; without it, the control is left out.
@@ -560,7 +611,8 @@ function ratingControl(id, name, value) {
   if (state.scale === "stars") {
     const select = el("select", { "aria-label": `Stars for ${name}`, class: "stars",
       onchange: (e) => setRating(id, Number(e.target.value)) },
-    ...[5, 4, 3, 2, 1].map((n) => el("option", { value: n, text: `${"★".repeat(n)} ${n}` })));
+    ...STAR_CHOICES.map((n) => el("option", { value: n,
+      text: `${"★".repeat(Math.floor(n))}${n % 1 ? "½" : ""} ${n}` })));
     select.value = String(value);
     return select;
   }
@@ -713,7 +765,8 @@ function init() {
     "status", "filters", "genres"]) ui[id] = $(id);
   Object.assign(ui, {
     options: $("search-results"), searchStatus: $("search-status"), ratedEmpty: $("rated-empty"),
-    popular: $("popular"), popularList: $("popular-list"),
+    popular: $("popular"), popularList: $("popular-list"), importFile: $("import-file"),
+    importReport: $("import-report"),
     modelField: $("model-field"), modelHelp: $("model-help"), yearMin: $("year-min"),
     yearMax: $("year-max"), filterSummary: $("filter-summary"),
   });
@@ -745,6 +798,7 @@ function init() {
     changed();
   });
   $("tutorial").addEventListener("click", useTutorial);
+  ui.importFile.addEventListener("change", () => ui.importFile.files[0] && importFile(ui.importFile.files[0]));
   ui.clear.addEventListener("click", () => { state.ratings.clear(); changed(); ui.search.focus(); });
   start();
 }
