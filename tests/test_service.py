@@ -247,7 +247,8 @@ def test_readyz_reports_the_store_and_metrics_count_requests(api):
     after = api.client.get("/metrics").text
 
     def count(text: str, status: str) -> float:
-        key = f'movierec_http_requests_total{{method="GET",route="/movies/{{movie_id}}",status="{status}"}}'
+        key = (f'movierec_http_requests_total{{method="GET",model="",route="/movies/{{movie_id}}",'
+               f'status="{status}"}}')
         for line in text.splitlines():
             if line.startswith(key):
                 return float(line.split()[-1])

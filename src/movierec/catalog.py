@@ -41,6 +41,7 @@ class MovieCatalog:
         self.ids = np.array([m.movie_id for m in movies], dtype=np.int64)
         self._folded = [m.title.casefold() for m in movies]
         self._popularity = np.array([m.rating_count for m in movies], dtype=np.int64)
+        self._by_popularity = np.lexsort((self.ids, -self._popularity))
         self._years = np.array([m.year if m.year is not None else -1 for m in movies],
                                dtype=np.int64)
         self.genres = sorted({g for m in movies for g in m.genres})
@@ -112,12 +113,19 @@ class MovieCatalog:
                    year_max=None) -> list[Movie]:
         """The `limit` movies with the most ratings (ties by id), but the excluded ones, among
         those passing the genre/year filters."""
-        keep = ~np.isin(self.ids, np.asarray(exclude, dtype=np.int64))
+        order = self._by_popularity
         if genres or year_min is not None or year_max is not None:
-            keep &= self.allowed(self.ids, genres, year_min, year_max)
-        rows = np.flatnonzero(keep)
-        order = rows[np.lexsort((self.ids[rows], -self._popularity[rows]))[:limit]]
-        return [self._movies[i] for i in order]
+            order = order[self.allowed(self.ids[order], genres, year_min, year_max)]
+        out: list[Movie] = []
+        skip = {int(m) for m in np.asarray(exclude).ravel().tolist()}
+        # Walk the popularity order: a person's few rated movies cost a few extra steps.
+        for row in order[: limit + len(skip)].tolist():
+            movie = self._movies[row]
+            if movie.movie_id not in skip:
+                out.append(movie)
+                if len(out) == limit:
+                    break
+        return out
 
     def search(self, text: str, limit: int = 10) -> list[Movie]:
         """Titles containing `text` (case-insensitive); prefix matches first, then most rated."""

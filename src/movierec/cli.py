@@ -1,4 +1,5 @@
-"""`movierec ingest | recommend | movies search | serve | check | evaluate`: thin shells over the library.
+"""`movierec ingest | recommend | movies search | serve | check | rollback | snapshot | restore |
+evaluate`: thin shells over the library.
 
 Errors a person can cause print one line (`error: ...`) and exit 1; never a traceback
 (set MOVIEREC_DEBUG=1 to see one).
@@ -136,12 +137,42 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
             status = StoreStatus(ready=False, detail=str(exc))
         if status.ready:
+            from movierec.store.server import describe_cluster
+
             print(f"ready: {status.users} users, {status.movies} movies (version {status.version})")
+            print(f"cluster: {describe_cluster(status.cluster)}")
             return 0
         if time.monotonic() >= deadline:
             _err(f"not ready: {status.detail}")
             return 1
         time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.store import rollback
+
+    rolled_from, to = rollback(settings)
+    print(f"rolled back {_where(settings)} from version {rolled_from} to {to}; running services "
+          "switch within seconds, as after an ingest")
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.store.backup import snapshot
+
+    done = snapshot(settings, args.output, keep=args.keep)
+    print(f"snapshot of version {done.version} ({done.kind}, {done.size / 1e6:.1f} MB, "
+          f"{done.seconds:.2f}s) in {done.where}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.store.backup import restore
+
+    done = restore(settings, args.snapshot)
+    print(f"restored version {done.version} into {_where(settings)} ({done.seconds:.2f}s); "
+          "`movierec rollback` undoes it")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -207,6 +238,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="exit 0 when the store is reachable and holds data")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("rollback", help="make the previous complete version live again")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("snapshot", help="back up the live version (checksummed)")
+    p.add_argument("output", type=Path, nargs="?", default=None,
+                   help="folder to write the snapshot into (a Qdrant server: also download "
+                   "the server's snapshots there; without it they stay in Qdrant's snapshot "
+                   "storage, S3 when configured)")
+    p.add_argument("--keep", type=int, default=None, metavar="N",
+                   help="Qdrant server: delete all but the newest N snapshots of our collections")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("restore", help="make a snapshot live again (checksums verified first)")
+    p.add_argument("snapshot", type=Path, help="a folder written by `movierec snapshot`")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("evaluate", help="offline evaluation of every model against baselines")
     p.add_argument("--dataset", default=None)

@@ -28,3 +28,11 @@ class StoreUnavailable(MovierecError):
 
 class StoreBusy(MovierecError):
     """The embedded store is locked by another process."""
+
+
+class ConfigError(MovierecError):
+    """A setting that cannot work with the store it points at (e.g. more replicas than peers)."""
+
+
+class NothingToRollBack(MovierecError):
+    """`movierec rollback` with no previous complete version kept."""

@@ -35,3 +35,9 @@ MOVIE_INDEXES = {"genres": "keyword", "year": "integer"}
 def versioned(alias: str, version: str) -> str:
     """The physical collection an ingest writes for `alias`."""
     return f"{alias}-{version}"
+
+
+def previous(alias: str, k: int) -> str:
+    """The alias of the k-th previous complete version (k = 1: the one live before), kept for
+    `movierec rollback`."""
+    return f"{alias}-previous-{k}"

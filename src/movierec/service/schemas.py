@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -150,6 +150,10 @@ class Ready(BaseModel):
     version: str | None = None
     dataset: str | None = None
     detail: str | None = None
+    # Shards and replicas of the live collections and any replica not Active (server), or
+    # why the store has none (embedded, local mode). Ready stays 200 while one replica is
+    # down: the other copy still answers.
+    cluster: dict[str, Any] = {}
 
 
 class ImportedRating(BaseModel):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from movierec import recommend, schema
 from movierec.errors import QueryError
 from movierec.models import REGISTRY
+from movierec.service.metrics import record_answer
 from movierec.service.routes import on_store
 from movierec.service.schemas import (
     MAX_ID,
@@ -40,7 +41,7 @@ async def recommendations(request: Request, body: RecommendationRequest):
     answer = await on_store(request, "recommend", recommend.recommend, ratings, limit=body.limit,
                             neighbors=body.neighbors, scale=body.scale, model=body.model,
                             movie_filter=movie_filter)
-    return _answer(answer)
+    return _answer(answer, request)
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse,
@@ -55,7 +56,7 @@ async def user_recommendations(
     """Movies for an existing MovieLens user, excluding what they rated."""
     answer = await on_store(request, "recommend_for_user", recommend.recommend_for_user, user_id,
                             limit=limit, neighbors=neighbors, model=model)
-    return _answer(answer)
+    return _answer(answer, request)
 
 
 @router.get("/models", response_model=ModelList)
@@ -66,6 +67,7 @@ async def models(request: Request):
         {"name": n, "description": REGISTRY.get(n).description, "filters": True} for n in names]}
 
 
-def _answer(answer: recommend.Answer) -> dict:
+def _answer(answer: recommend.Answer, request: Request) -> dict:
+    record_answer(request, answer.model, len(answer.items))  # for the metrics, by model
     return {"model": answer.model, "neighbors": answer.neighbors,
             "items": [r.to_dict() for r in answer.items]}
