@@ -19,6 +19,7 @@ class Movie:
     genres: list[str]
     rating_count: int = 0
     rating_mean: float | None = None
+    imdb_id: int | None = None  # the number of its IMDb tt-id, where the dataset links one
 
     def to_dict(self) -> dict:
         return {
@@ -62,6 +63,7 @@ class MovieCatalog:
                     genres=list(p.get("genres") or []),
                     rating_count=int(p.get("rating_count") or 0),
                     rating_mean=p.get("rating_mean"),
+                    imdb_id=None if p.get("imdb_id") is None else int(p["imdb_id"]),
                 )
                 for p in payloads
             ]
@@ -69,6 +71,9 @@ class MovieCatalog:
 
     def __len__(self) -> int:
         return len(self._movies)
+
+    def __iter__(self):
+        return iter(self._movies)
 
     def positions(self, movie_ids: np.ndarray) -> np.ndarray:
         """Index of each id in the catalog, -1 where unknown."""

@@ -66,10 +66,13 @@ def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
     from movierec import recommend
     from movierec.store import open_reader
 
+    scale = "unit"
     ratings = recommend.tutorial_query(args.like or [], args.dislike or [])
     with open_reader(settings) as store:
+        if args.ratings_file is not None:
+            ratings, scale = _imported(store, args), "stars"
         answer = recommend.recommend(store, ratings, limit=args.limit, neighbors=args.neighbors,
-                                     model=args.model)
+                                     model=args.model, scale=scale)
     items = [r.to_dict() for r in answer.items]
     if args.json:
         print(json.dumps(items, indent=2))
@@ -79,6 +82,30 @@ def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
         for i in items:
             print(f"{i['score']:>12.8f}  {i['title']:<{width}}  {i['movie_id']}")
     return 0
+
+
+def _imported(store, args: argparse.Namespace) -> dict[int, float]:
+    """The file's matched ratings in stars (--like/--dislike add to them: 5 and 1 stars); every
+    row that did not match is reported on stderr, one line each."""
+    from movierec import imports, recommend
+
+    try:
+        data = args.ratings_file.read_bytes()
+    except OSError as exc:
+        raise imports.ExportError(f"{args.ratings_file}: {exc.strerror or exc}") from None
+    result = imports.read_ratings(store.catalog(), data, args.format,
+                                  max_ratings=recommend.MAX_RATINGS)
+    for row in result.unmatched:
+        named = f" {row.title!r}" if row.title else ""
+        year = f" ({row.year})" if row.year else ""
+        print(f"{args.ratings_file}:{row.line}:{named}{year} not used: {row.reason}",
+              file=sys.stderr)
+    print(f"{args.ratings_file}: {result.format} export, {len(result.matched)} of {result.rows} "
+          "rows matched", file=sys.stderr)
+    ratings = result.ratings
+    ratings.update({m: 5.0 for m in args.like or []})
+    ratings.update({m: 1.0 for m in args.dislike or []})
+    return ratings
 
 
 def cmd_movies_search(args: argparse.Namespace, settings: Settings) -> int:
@@ -187,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="similar users to use (default 20; user-knn 100)")
     p.add_argument("--model", default="tutorial", choices=REGISTRY.names(),
                    help="the model: " + ", ".join(REGISTRY.names()) + " (default: tutorial)")
+    p.add_argument("--ratings-file", type=Path, default=None, metavar="FILE",
+                   help="ratings exported from Letterboxd (ratings.csv), IMDb, or a "
+                   "movie_id,rating csv (stars)")
+    p.add_argument("--format", default="auto", choices=("auto", "letterboxd", "imdb", "csv"),
+                   help="the file's format (default: recognised by its header)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_recommend)
 
@@ -243,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         ) or str(exc).splitlines()[0]
         _err(f"invalid configuration: {detail}")
         return 2
-    if args.command == "recommend" and not (args.like or args.dislike):
-        _err("an empty query: give at least one --like or --dislike movie id")
+    if args.command == "recommend" and not (args.like or args.dislike or args.ratings_file):
+        _err("an empty query: give at least one --like or --dislike movie id, or --ratings-file")
         return 1
     try:
         return args.func(args, settings)

@@ -17,6 +17,11 @@ class NotFoundError(MovierecError):
     """A user or movie that does not exist."""
 
 
+class NotServedError(MovierecError):
+    """The live data lacks what the request needs: a model the ingest skipped, or a movie the
+    model has no vector for."""
+
+
 class StoreUnavailable(MovierecError):
     """Qdrant cannot be reached, or holds no ingested data yet."""
 

@@ -26,7 +26,7 @@ LIKED_VECTOR = "liked"
 LIKED_STARS = 3.0
 
 USER_FIELDS = ("user_id", "gender", "age", "occupation", "zip")
-MOVIE_FIELDS = ("movie_id", "title", "year", "genres", "rating_count", "rating_mean")
+MOVIE_FIELDS = ("movie_id", "title", "year", "genres", "rating_count", "rating_mean", "imdb_id")
 
 # Payload fields the item model filters on, indexed on the server.
 MOVIE_INDEXES = {"genres": "keyword", "year": "integer"}

@@ -11,7 +11,7 @@ import numpy as np
 
 from movierec import schema
 from movierec.catalog import MovieCatalog
-from movierec.errors import QueryError
+from movierec.errors import NotServedError, QueryError
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
 from movierec.store import MovieFilter, StoreReader
 from movierec.vectors import SparseVector
@@ -63,6 +63,44 @@ class ItemModel(Model):
         return Answer(self.name, 0, out)
 
 
+def more_like(store: StoreReader, movie_id: int, limit: int, movie_filter: MovieFilter
+              ) -> list[Recommendation]:
+    """Movies like `movie_id` in the item model: its own vector (which movies predict it, and how
+    much) is the sparse query, so the movies predicted by the same movies come first; never the
+    movie itself. The caller has checked that the item model is served and the movie exists."""
+    vector = store.movie_vectors([movie_id]).get(movie_id)
+    if vector is None:
+        raise NotServedError(f"movie {movie_id} has too few ratings for the item model to know "
+                             "which movies are like it")
+    if movie_filter.filters_movies:
+        found = store.similar_movies(vector, limit, MovieFilter(
+            (movie_id,), movie_filter.genres, movie_filter.year_min, movie_filter.year_max))
+    else:
+        # As in ItemModel.answer: one more and drop the movie, cheaper than a must_not filter.
+        found = [hit for hit in store.similar_movies(vector, limit + 1, MovieFilter())
+                 if hit.movie_id != movie_id][:limit]
+    found = [hit for hit in found if hit.score > 0]
+    vectors = store.movie_vectors([hit.movie_id for hit in found]) if found else {}
+    catalog = store.catalog()
+    out = []
+    for hit in found:
+        movie = catalog.get(hit.movie_id)
+        if movie is not None:
+            out.append(Recommendation(movie, hit.score,
+                                      explain_likeness(catalog, vector, vectors.get(hit.movie_id))))
+    return out
+
+
+def explain_likeness(catalog: MovieCatalog, vector: SparseVector,
+                     other: SparseVector | None) -> dict:
+    """The movies that predict both most (their share of the likeness score)."""
+    top = _top_shared(vector, other, positive_query_only=False)
+    named = _titles(catalog, top)
+    if not named:
+        return {"text": "", "movies": []}
+    return {"text": f"people who liked {_joined(named)} like both", "movies": top}
+
+
 def query_weight(rating: float, scale: str, rating_weights: Mapping[str, float] | None) -> float:
     """A person's rating as an item-model query value: a like is 1, a dislike -1 (it pushes
     similar movies down); stars from schema.LIKED_STARS up use the model's star weights (linear
@@ -105,7 +143,28 @@ def explanations(catalog: MovieCatalog, query: SparseVector,
     for k, top in zip(rows, tops):
         named = [titles[m] for m in top if m in titles]
         if named:
-            text = "because you liked " + (named[0] if len(named) == 1 else
-                                           ", ".join(named[:-1]) + " and " + named[-1])
-            out[k] = {"text": text, "movies": top}
+            out[k] = {"text": "because you liked " + _joined(named), "movies": top}
     return out
+
+
+def _top_shared(query: SparseVector, vector: SparseVector | None, positive_query_only: bool,
+                count: int = 3) -> list[int]:
+    """The indices (movie ids) both vectors hold whose products add most to their dot product."""
+    if vector is None:
+        return []
+    common, qi, vi = np.intersect1d(query.indices, vector.indices, assume_unique=True,
+                                    return_indices=True)
+    contribution = query.values[qi].astype(np.float64) * vector.values[vi]
+    if positive_query_only:
+        contribution = np.where(query.values[qi] > 0, contribution, 0.0)
+    order = np.argsort(-contribution, kind="stable")
+    return [int(common[i]) for i in order[:count] if contribution[i] > 0]
+
+
+def _titles(catalog: MovieCatalog, movie_ids: list[int]) -> list[str]:
+    titles = {m.movie_id: m.title for m in catalog.take(movie_ids)}
+    return [titles[m] for m in movie_ids if m in titles]
+
+
+def _joined(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

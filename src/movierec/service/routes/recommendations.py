@@ -28,7 +28,8 @@ router = APIRouter(route_class=StrictRoute, tags=["recommend"])
 @router.post("/recommendations", response_model=RecommendationResponse)
 async def recommendations(request: Request, body: RecommendationRequest):
     """Movies for a person's ratings (+1 like / -1 dislike, or 1-5 stars), with the chosen
-    model and optional genre / year filters; each with a one-line reason."""
+    model and optional genre / year filters; each with a one-line reason. No ratings (`{}`):
+    the most popular movies (model "popular"), to start rating from."""
     try:
         ratings = body.movie_ratings()
     except ValueError as exc:
