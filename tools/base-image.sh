@@ -48,4 +48,8 @@ tar --numeric-owner -C "$rootfs" -c . | "$ENGINE" import \
   --quiet --message "debootstrap --variant=minbase --include=$PACKAGES $SUITE" \
   - "$IMAGE" >/dev/null
 log "made $IMAGE ($("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE") bytes)"
+# Bases of older recipes go, unless images built on them still hold them.
+for old in $("$ENGINE" images --format '{{.Repository}}:{{.Tag}}' "$NAME"); do
+  [[ $old == "$IMAGE" ]] || "$ENGINE" rmi "$old" >/dev/null 2>&1 || true
+done
 echo "$IMAGE"

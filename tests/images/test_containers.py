@@ -9,16 +9,18 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from tests.conftest import DISLIKES, LIKES, REFERENCE, settings_for
 from tests.service_helpers import TUTORIAL_BODY
 
-from .conftest import CI, cannot_run, podman, podman_problem
+from .conftest import CI, ROOT, cannot_run, podman, podman_problem
 
 # Each image may add at most this much to its base (README, Images).
 SIZE_BUDGET = 250e6
-# What the chart gives a pod between SIGTERM and SIGKILL (service.terminationGracePeriodSeconds).
-GRACE_SECONDS = 30
+# What the chart gives a pod between SIGTERM and SIGKILL.
+GRACE_SECONDS = yaml.safe_load((ROOT / "charts" / "movierec" / "values.yaml").read_text())[
+    "service"]["terminationGracePeriodSeconds"]
 DEFAULT_BODY = {"ratings": TUTORIAL_BODY["ratings"], "limit": 10}
 
 # Where podman cannot run, the whole module is skipped at collection, with one reason (under

@@ -16,7 +16,8 @@ DOCKERFILES = {
     "ingest": ROOT / "jobs" / "ingest" / "Dockerfile",
     "service": ROOT / "services" / "recommender" / "Dockerfile",
 }
-PINNED_BASE = re.compile(r"^BASE_IMAGE=python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$")
+PINNED_BASE = re.compile(
+    r"^\$\{BASE_IMAGE:-python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}\} AS (build|runtime)$")
 
 
 def instructions(dockerfile) -> list[tuple[str, str]]:
@@ -38,11 +39,14 @@ def stage(dockerfile, index) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("image", DOCKERFILES)
 def test_images_build_on_a_base_pinned_by_version_and_digest_by_default(image):
-    # One build argument picks the base of both stages; its default is the official image.
+    # One build argument, empty by default, picks the base of both stages; without it both are
+    # the official image, pinned by version and digest.
     steps = instructions(DOCKERFILES[image])
-    assert steps[0][0] == "ARG" and PINNED_BASE.match(steps[0][1]), steps[0]
+    assert steps[0] == ("ARG", "BASE_IMAGE=")
     froms = [args for op, args in steps if op == "FROM"]
-    assert froms == ["${BASE_IMAGE} AS build", "${BASE_IMAGE} AS runtime"]
+    assert len(froms) == 2, "multi-stage: a build stage and a runtime stage"
+    assert [PINNED_BASE.match(base)[1] for base in froms] == ["build", "runtime"]
+    assert len({base.split(" AS ")[0] for base in froms}) == 1
 
 
 @pytest.mark.parametrize("image, lock", [("ingest", "ingest.lock"), ("service", "service.lock")])
