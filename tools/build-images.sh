@@ -6,6 +6,8 @@
 #   IMAGE_PREFIX       prepended to movierec/..., e.g. "registry.example.com/" (default none)
 #   BASE_IMAGE         base of both stages (default: the Dockerfiles' pinned python image);
 #                      "local": the one tools/base-image.sh makes from Debian's packages
+#   IMAGE_ID_DIR       when set, each image's ID is written there (files ingest, recommender):
+#                      what a caller runs is then what it built, whoever else builds these tags
 # Prints the two image references, ingest first. The layer cache keeps what did not change:
 # both images share their first layers, and a dependency layer is rebuilt only with its lock.
 set -euo pipefail
@@ -45,7 +47,10 @@ images=()
 for spec in ingest:jobs/ingest recommender:services/recommender; do
   image="${IMAGE_PREFIX:-}movierec/${spec%%:*}:$tag"
   log "$engine build $image${BASE_IMAGE:+ on $BASE_IMAGE}"
-  "$engine" build --quiet "${build_args[@]}" -f "$ROOT/${spec#*:}/Dockerfile" -t "$image" "$ROOT" >/dev/null
+  id_args=()
+  [[ -n ${IMAGE_ID_DIR:-} ]] && id_args=(--iidfile "$IMAGE_ID_DIR/${spec%%:*}")
+  "$engine" build --quiet "${build_args[@]}" "${id_args[@]}" -f "$ROOT/${spec#*:}/Dockerfile" \
+    -t "$image" "$ROOT" >/dev/null
   images+=("$image")
 done
 printf '%s\n' "${images[@]}"

@@ -67,6 +67,7 @@ def chart_app_version() -> str:
 
 @dataclass
 class Images:
+    """The images by ID (other checkouts on this machine may build the same tags meanwhile)."""
     base: str
     ingest: str
     service: str
@@ -74,7 +75,7 @@ class Images:
 
 
 @pytest.fixture(scope="session")
-def images() -> Images:
+def images(tmp_path_factory) -> Images:
     """Both images, built by the same script `make images` and `make kind-deploy` use."""
     problem = podman_problem()
     if problem:
@@ -88,20 +89,23 @@ def images() -> Images:
             cannot_run(f"no base image: {(made.stderr.strip().splitlines() or ['?'])[-1]}")
         base = made.stdout.strip().splitlines()[-1]
     base_seconds = time.monotonic() - started
+    ids = tmp_path_factory.mktemp("image-ids")
     env = {**os.environ, "CONTAINER_ENGINE": "podman", "IMAGE_TAG": chart_app_version(),
-           "BASE_IMAGE": base}
+           "BASE_IMAGE": base, "IMAGE_ID_DIR": str(ids)}
     built = subprocess.run(["bash", str(ROOT / "tools" / "build-images.sh")], env=env,
                            capture_output=True, text=True, timeout=1200)
     assert built.returncode == 0, f"tools/build-images.sh failed:\n{built.stderr[-5000:]}"
-    ingest, service = built.stdout.split()
-    result = Images(base, ingest, service)
-    result.sizes = {name: size_of(name) for name in (base, ingest, service)}
+    tags = dict(zip(("ingest", "recommender"), built.stdout.split()))
+    image_id = {name: (ids / name).read_text().strip() for name in tags}
+    result = Images(base, image_id["ingest"], image_id["recommender"])
+    names = {base: base, **{image_id[name]: tag for name, tag in tags.items()}}
+    result.sizes = {image: size_of(image) for image in names}
     REPORT["build"] = (f"base {base} in {base_seconds:.0f} s, both images in "
                        f"{time.monotonic() - started - base_seconds:.0f} s")
     REPORT["sizes"] = ", ".join(
-        f"{name} {size / 1e6:.0f} MB" + ("" if name == base else
-                                          f" (+{(size - result.sizes[base]) / 1e6:.0f} MB)")
-        for name, size in result.sizes.items())
+        f"{names[image]} {size / 1e6:.0f} MB" + ("" if image == base else
+                                                  f" (+{(size - result.sizes[base]) / 1e6:.0f} MB)")
+        for image, size in result.sizes.items())
     return result
 
 
@@ -127,7 +131,7 @@ def store(images, ml1m_dir) -> Store:
             "--no-healthcheck", "-v", f"{volume}:{STORE}",
             images.ingest, "ingest", "--dataset", "ml-1m",  # the chart's arguments
             timeout=1200, check=False)
-        REPORT["ingest"] = (f"ml-1m ingested by {images.ingest} in "
+        REPORT["ingest"] = (f"ml-1m ingested by the ingest image in "
                             f"{time.monotonic() - started:.0f} s: {ingest.stdout.strip()}")
         path = Path(podman("volume", "inspect", "--format", "{{.Mountpoint}}", volume).stdout.strip())
         yield Store(volume, path, ingest)
