@@ -249,7 +249,7 @@ def test_served_store_holds_the_train_part_only(served):
     assert (meta.users, meta.movies, meta.ratings) == (150, 120, split.train.nnz)
     train_stars = split.history("test").data
     assert meta.rating_stats.mean == pytest.approx(np.mean(train_stars), rel=1e-12)
-    assert set(meta.models) == {"tutorial", "user-knn", "item"}
+    assert set(meta.models) == {"tutorial", "user-knn", "item", "popular"}
     titles = dict(zip(data.movies["movie_id"], data.movies["title"]))
     movie = store.catalog().get(int(split.movie_ids[0]))
     assert movie.title == titles[int(split.movie_ids[0])]
