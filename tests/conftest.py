@@ -98,3 +98,37 @@ def ml1m_full_embedded(tmp_path_factory, ml1m_prepared_full):
 def ml1m_local(ml1m_prepared):
     """ml-1m ingested once into qdrant-client's local mode, through the server store classes."""
     yield from ingested(ml1m_prepared, qdrant_url="local::memory:")
+
+
+# --- a real browser: headless Chromium from Debian's `chromium` package, driven by Playwright ---
+# One per session: a second sync_playwright() in the same process fails ("Sync API inside the
+# asyncio loop"), so the web page's tests and the dashboard picture share this one.
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+# Root in a closed network: no sandbox, no GPU, and nothing that phones home. Playwright adds
+# --headless and gives every launch a fresh temporary --user-data-dir of its own.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def _missing(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        _missing(f"Chromium is not installed at {CHROMIUM}: run `make browser-tools`")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        _missing(f"the playwright package cannot be imported ({error}): run `make install`")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS,
+                                              timeout=30_000)
+        yield chromium
+        chromium.close()

@@ -11,7 +11,7 @@ import pytest
 from movierec import ingest, movielens
 from movierec.catalog import MovieCatalog
 from movierec.imports import MAX_ROWS, ExportError, read_ratings, title_key
-from movierec.imports.matching import ARTICLES, _TRAILING_ARTICLE, _plain_words, title_names
+from movierec.imports.matching import _TRAILING_ARTICLE, ARTICLES, _plain_words, title_names
 from tests.conftest import dataset_dir
 from tests.imports_helpers import WELL_KNOWN, csv_bytes, imdb, letterboxd
 

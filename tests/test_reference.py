@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from harness.queries import popular_pool, random_people
+
 from movierec import recommend
 from movierec.models import neighbors
 from tests.conftest import DISLIKES, LIKES, REFERENCE

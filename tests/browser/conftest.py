@@ -7,40 +7,13 @@ package skips these tests on a developer's machine and fails them under CI=true.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-# Root in a closed network: no sandbox, no GPU, and nothing that phones home. Playwright adds
-# --headless and gives every launch a fresh temporary --user-data-dir of its own.
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+# The `browser` fixture (one headless Chromium for the whole session, shared with the dashboard
+# picture in tests/observability) lives in tests/conftest.py.
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402,F401
+
 TIMEOUT_MS = 10_000
-
-
-def _missing(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists():
-        _missing(f"Chromium is not installed at {CHROMIUM}: run `make browser-tools`")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as error:
-        _missing(f"the playwright package cannot be imported ({error}): run `make install`")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS,
-                                              timeout=30_000)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.browser.conftest import browser  # noqa: F401 (headless Chromium, for the picture)
 from tests.k8s.conftest import TOOLS, render, require_tool, run
 
 HERE = Path(__file__).resolve().parent

@@ -35,7 +35,7 @@ def address(service) -> tuple[str, int]:
 def oversized_exchange(service, body_bytes: int = BODY_BYTES, announce: bool = True) -> bytes:
     """Send a whole oversized request as a plain client does (all of it, then read), and
     return everything the server answered before it closed."""
-    head = (f"POST /recommendations HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+    head = ("POST /recommendations HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
             + (f"content-length: {body_bytes}\r\n" if announce else "transfer-encoding: chunked\r\n")
             + "\r\n").encode()
     body = b'{"ratings": {"1": 1}, "pad": "' + b"x" * (body_bytes - 32) + b'"}'

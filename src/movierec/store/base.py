@@ -7,7 +7,7 @@ it in atomically on commit.
 
 from __future__ import annotations
 
-import time
+import datetime
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -116,8 +116,10 @@ def kept_history(old_live: str | None, old_previous: list[str], keep: int) -> li
 
 
 def new_version() -> str:
-    """Sortable, unique: UTC time, then a random suffix."""
-    return time.strftime("%Y%m%dt%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    """Sortable in creation order (UTC time to the microsecond: two ingests can finish within
+    one second), then a random suffix for uniqueness across machines."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%dt%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
 
 
 class StoreReader(ABC):
