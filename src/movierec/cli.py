@@ -125,9 +125,24 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.evaluate import main as evaluate_main
+    from movierec import evaluate, movielens
 
-    return evaluate_main(args, settings)
+    name = args.dataset or settings.movielens_dataset
+    folder = movielens.dataset_folder(settings, name, args.data, progress=_progress())
+    started = time.perf_counter()
+    dataset = movielens.load(Path(folder), name)
+    split = evaluate.prepare_split(dataset.user_ids, dataset.movie_ids, dataset.ratings)
+    results, info = evaluate.evaluate_all(dataset, split, quick=args.quick, progress=_progress())
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    notes = evaluate.run_notes(info)
+    print(notes[0])
+    print(evaluate.format_table(results))
+    for line in notes[1:]:
+        print(line)
+    if args.output is not None:
+        evaluate.write_results(results, args.output, split, notes=notes)
+        print(f"wrote {args.output / 'results.json'} and {args.output / 'results.md'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
