@@ -175,6 +175,9 @@ def test_whole_run_tunes_on_valid_reports_test_and_writes_results(tmp_path):
         "hit@10",
         "precision@10",
         "coverage@10",
+        "popularity@10",
+        "long_tail@10",
+        "gini@10",
     }
     assert rows[2]["ndcg@10"] == by_name["ease"].test.ndcg
     md = (tmp_path / "results.md").read_text()
@@ -332,7 +335,7 @@ def test_served_evaluation_tunes_user_knn_on_valid_and_writes_results(served, tm
         ("tutorial", "qdrant"), ("user-knn", "qdrant"), ("item", "qdrant")
     ]
     assert set(rows[0]) == {"model", "engine", "params", "users", "seconds"} | {
-        f"{name}@10" for name in evaluate.METRICS
+        f"{name}@10" for name in evaluate.METRICS + evaluate.BEYOND
     }
     assert [t["params"]["neighbors"] for t in rows[1]["tuning"]] == [10, 40]
     md = (tmp_path / "results.md").read_text()

@@ -8,7 +8,7 @@ The Qdrant-served models go through a real embedded store built by the real inge
 exactly as the service asks it; in-memory numpy baselines are measured beside them.
 """
 
-from movierec.evaluate.metrics import Metrics, evaluate_ranker, user_metrics
+from movierec.evaluate.metrics import BEYOND, Metrics, evaluate_ranker, exposure_metrics, user_metrics
 from movierec.evaluate.protocol import (
     K,
     METRICS,

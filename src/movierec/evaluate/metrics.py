@@ -11,6 +11,12 @@ import scipy.sparse as sp
 from movierec.evaluate.protocol import K, METRICS, Split
 from movierec.evaluate.rankers import Ranker
 
+# Beyond accuracy: the long tail is every movie outside the most popular LONG_TAIL_HEAD share of
+# the catalog (by training interactions), the usual 20/80 cut.
+LONG_TAIL_HEAD = 0.2
+BEYOND = ("popularity", "long_tail", "gini")
+
+
 @dataclass(frozen=True)
 class Metrics:
     """Top-k metrics averaged over the users that have at least one target item."""
@@ -23,9 +29,12 @@ class Metrics:
     coverage: float
     users: int
     k: int = K
+    popularity: float = float("nan")  # mean share of train users who had a recommended movie
+    long_tail: float = float("nan")  # share of recommended slots given to long-tail movies
+    gini: float = float("nan")  # Gini coefficient of how often each movie is recommended
 
     def as_dict(self) -> dict[str, float]:
-        return {f"{name}@{self.k}": getattr(self, name) for name in METRICS}
+        return {f"{name}@{self.k}": getattr(self, name) for name in METRICS + BEYOND}
 
     def tuning_dict(self) -> dict[str, float]:
         """What results.json keeps of a validation run: the metric tuned on."""
@@ -72,7 +81,8 @@ def evaluate_ranker(
 ) -> Metrics:
     """Rank the whole catalog for every user with target items and average the metrics.
 
-    Coverage@k = distinct items in those users' top-k lists / movies in the split.
+    Coverage@k = distinct items in those users' top-k lists / movies in the split; popularity,
+    long tail and Gini as in `exposure_metrics`.
     `users`: only these rows (those among them with target items), e.g. a tuning sample.
     """
     targets = split.targets(phase)
@@ -85,9 +95,9 @@ def evaluate_ranker(
     takes_users = bool(getattr(ranker, "takes_users", False))
     history, excluded = split.history(phase), split.excluded(phase)
     sums = dict.fromkeys(("recall", "ndcg", "mrr", "hit", "precision"), 0.0)
-    seen_items = np.zeros(split.n_items, dtype=bool)
+    exposure = np.zeros(split.n_items, dtype=np.int64)
     batches = range(0, len(users), batch_size)
-    bar = _progress(len(users), progress)
+    bar = progress_bar(len(users), progress)
     for start in batches:
         rows = users[start : start + batch_size]
         if takes_users:
@@ -103,7 +113,7 @@ def evaluate_ranker(
         _check_exclusions(recommended, excluded[rows])
         for name, values in user_metrics(recommended, targets[rows]).items():
             sums[name] += float(np.sum(values))
-        seen_items[recommended[recommended >= 0]] = True
+        exposure += np.bincount(recommended[recommended >= 0], minlength=split.n_items)
         if bar is not None:
             bar.update(len(rows))
     if bar is not None:
@@ -111,10 +121,33 @@ def evaluate_ranker(
     n = max(len(users), 1)
     return Metrics(
         **{name: total / n for name, total in sums.items()},
-        coverage=float(seen_items.sum()) / split.n_items,
+        coverage=float((exposure > 0).sum()) / split.n_items,
         users=len(users),
         k=k,
+        **exposure_metrics(exposure, np.diff(split.train.tocsc().indptr), split.n_users),
     )
+
+
+def exposure_metrics(exposure: np.ndarray, train_counts: np.ndarray, n_users: int) -> dict:
+    """Beyond-accuracy metrics of how often each movie was recommended (`exposure`), given how
+    many training users had each movie (`train_counts`): popularity = mean over recommended
+    slots of the movie's train count / users; long_tail = share of slots given to movies
+    outside the LONG_TAIL_HEAD most popular; gini = Gini coefficient of the exposure over the
+    whole catalog (0: every movie recommended equally often, 1: one movie takes every slot)."""
+    exposure = np.asarray(exposure, dtype=np.float64)
+    slots = exposure.sum()
+    if slots == 0:
+        return {"popularity": float("nan"), "long_tail": float("nan"), "gini": float("nan")}
+    n = len(exposure)
+    head = np.zeros(n, dtype=bool)
+    head[np.lexsort((np.arange(n), -np.asarray(train_counts)))[: int(round(LONG_TAIL_HEAD * n))]] = True
+    ordered = np.sort(exposure)
+    gini = float((2 * np.arange(1, n + 1) - n - 1) @ ordered / (n * slots))
+    return {
+        "popularity": float(exposure @ np.asarray(train_counts, dtype=np.float64)) / slots / n_users,
+        "long_tail": float(exposure[~head].sum() / slots),
+        "gini": gini,
+    }
 
 
 def _check_exclusions(recommended: np.ndarray, excluded: sp.csr_matrix) -> None:
@@ -124,7 +157,7 @@ def _check_exclusions(recommended: np.ndarray, excluded: sp.csr_matrix) -> None:
         raise ValueError("ranker recommended an excluded item")
 
 
-def _progress(total: int, progress: bool | str):
+def progress_bar(total: int, progress: bool | str):
     if not progress:
         return None
     try:

@@ -1,6 +1,6 @@
-"""Reports of the existing-users protocol: the run's notes, a fixed-width table (the CLI
-prints it), results.md (table, protocol, validation curves as Mermaid charts) and
-results.json."""
+"""Reports: the run's notes, fixed-width tables (the CLI prints them), results.md and
+results.json; for existing users the validation curves as Mermaid charts and the summary over
+split seeds, for new people the curves against k and their plot (matplotlib)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from movierec.evaluate.metrics import BEYOND
 from movierec.evaluate.protocol import K, METRICS, MIN_RATING, PROTOCOL, SEED, Split
 from movierec.evaluate.tuning import ModelResult, format_params, format_value
+
 
 def run_notes(info: Mapping[str, Any]) -> list[str]:
     """What a reader of the table needs to know about the run."""
@@ -37,10 +41,10 @@ _TABLE_HIDDEN = ("rating_weights", "liked_stars", "min_likes")
 
 def format_table(results: Sequence[ModelResult], k: int = K) -> str:
     """The results as a fixed-width text table (test metrics)."""
-    header = ["model", "engine", "params"] + [f"{name}@{k}" for name in METRICS] + ["time"]
+    header = ["model", "engine", "params"] + [f"{name}@{k}" for name in METRICS + BEYOND] + ["time"]
     lines = [
         [r.model, r.engine, format_params(r.params, _TABLE_HIDDEN)]
-        + [f"{getattr(r.test, name):.4f}" for name in METRICS]
+        + [f"{getattr(r.test, name):.4f}" for name in METRICS + BEYOND]
         + [f"{r.seconds:.1f}s"]
         for r in results
     ]
@@ -62,7 +66,7 @@ def format_markdown(
     """results.md: the table, the protocol, and NDCG@k on validation against each model's main
     parameter, the other parameters at their chosen values (Mermaid xychart, rendered by
     GitHub)."""
-    names = [f"{name}@{k}" for name in METRICS]
+    names = [f"{name}@{k}" for name in METRICS + BEYOND]
     out = [
         f"# Offline evaluation (test part, k = {k})",
         "",
@@ -70,7 +74,7 @@ def format_markdown(
         "|---|---|---|" + "---:|" * (len(names) + 1),
     ]
     for r in results:
-        cells = [f"{getattr(r.test, name):.4f}" for name in METRICS]
+        cells = [f"{getattr(r.test, name):.4f}" for name in METRICS + BEYOND]
         out.append(
             f"| {r.model} | {r.engine} | {format_params(r.params, _TABLE_HIDDEN)} | "
             + " | ".join(cells)
@@ -130,3 +134,141 @@ def write_results(
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([r.row() for r in results], indent=2) + "\n")
     (out / "results.md").write_text(format_markdown(results, split, k=k, notes=notes))
+
+
+# ---------------------------------------------------------------------------------------------
+# New people: curves against k
+
+
+def people_notes(info: Mapping[str, Any]) -> list[str]:
+    """What a reader of the new-people tables needs to know about the run."""
+    return [
+        f"{info['dataset']}: {info['people']} people held out per seed, seeds "
+        f"{', '.join(str(s) for s in info['seeds'])} ({info['valid_people']} validation people "
+        f"tune, {info['test_people']} test people shown); each seed's store ingested from "
+        f"everyone else ({info['store_seconds']:.0f} s for all stores, {info['seconds']:.0f} s "
+        "in all)",
+    ]
+
+
+def _curve_table(results: Sequence[ModelResult], metric: str, label: str, digits: int,
+                 best: str = "max") -> list[str]:
+    ks = results[0].test.ks
+    out = [f"| {label} | " + " | ".join(f"k={k}" for k in ks) + " |",
+           "|---|" + "---:|" * len(ks)]
+    values = np.array([r.test.at(metric) for r in results])
+    pick = np.nanargmax if best == "max" else np.nanargmin
+    winners = [pick(values[:, j]) for j in range(len(ks))]
+    for i, r in enumerate(results):
+        cells = [("**{:.%df}**" % digits if winners[j] == i else "{:.%df}" % digits).format(v)
+                 for j, v in enumerate(values[i])]
+        out.append(f"| {r.model} | " + " | ".join(cells) + " |")
+    return out
+
+
+def format_people_markdown(results: Sequence[ModelResult], withheld: Mapping[str, Any],
+                           notes: Sequence[str] = (), plot: str | None = None) -> str:
+    """results.md of the new-people protocol: recall@20, NDCG@10 and disliked@10 against k
+    (test people), the settings chosen on validation, dislikes given against withheld."""
+    from movierec.evaluate.newpeople import PROTOCOL as PEOPLE_PROTOCOL
+
+    ks = results[0].test.ks
+    out = ["# New people: k given ratings (test people)", ""]
+    if plot:
+        out += [f"![recall@20 against k]({plot})", ""]
+    out += ["recall@20:", ""] + _curve_table(results, "recall", "model", 3)
+    out += ["", "NDCG@10:", ""] + _curve_table(results, "ndcg", "model", 3)
+    out += ["", "disliked@10 (lower is better):", ""]
+    out += _curve_table(results, "disliked", "model", 2, best="min")
+    out += ["", "recall@20 with dislikes given / withheld (only likes in the query):", "",
+            "| model | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+    for r in results:
+        given, without = r.test.at("recall"), withheld[r.model].at("recall")
+        out.append(f"| {r.model} | " + " | ".join(
+            f"{a:.3f} / {b:.3f}" for a, b in zip(given, without)) + " |")
+    out += ["", "disliked@10 with dislikes given / withheld:", "",
+            "| model | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+    for r in results:
+        given, without = r.test.at("disliked"), withheld[r.model].at("disliked")
+        out.append(f"| {r.model} | " + " | ".join(
+            f"{a:.2f} / {b:.2f}" for a, b in zip(given, without)) + " |")
+    out += ["", "| model | engine | chosen on validation | time |", "|---|---|---|---:|"]
+    for r in results:
+        out.append(f"| {r.model} | {r.engine} | {format_params(r.params, _TABLE_HIDDEN)} | "
+                   f"{r.seconds:.0f} s |")
+    people = results[0].test.people_at()
+    out += ["", "Test people judged at each k: " + ", ".join(
+        f"k={k}: {n}" for k, n in zip(ks, people)) + "."]
+    out += [""] + [f"{line}\n" for line in notes] + [PEOPLE_PROTOCOL]
+    return "\n".join(out) + "\n"
+
+
+def format_people_table(results: Sequence[ModelResult]) -> str:
+    """recall@20 and disliked@10 against k, fixed width (what the CLI prints)."""
+    ks = results[0].test.ks
+    width = max(len(r.model) for r in results)
+    head = f"{'recall@20':<{width}}  " + "  ".join(f"{'k=' + str(k):>6}" for k in ks)
+    lines = [head]
+    for r in results:
+        lines.append(f"{r.model:<{width}}  " + "  ".join(f"{v:6.3f}" for v in r.test.at("recall")))
+    lines.append(f"{'disliked@10':<{width}}")
+    for r in results:
+        lines.append(f"{r.model:<{width}}  "
+                     + "  ".join(f"{v:6.2f}" for v in r.test.at("disliked")))
+    return "\n".join(lines)
+
+
+def plot_people(results: Sequence[ModelResult], path: str | Path, title: str) -> None:
+    """recall@20 against k (log axis), one line per model, 95% intervals shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for r in results:
+        ks, y, half = np.array(r.test.ks), r.test.at("recall"), r.test.interval("recall")
+        (line,) = ax.plot(ks, y, marker="o", label=r.model,
+                          linewidth=2.4 if r.model.startswith("new-people") else 1.4)
+        ax.fill_between(ks, y - half, y + half, color=line.get_color(), alpha=0.08)
+    ax.set_xscale("log")
+    ax.set_xticks(results[0].test.ks, [str(k) for k in results[0].test.ks])
+    ax.minorticks_off()
+    ax.set_xlabel("ratings given (k)")
+    ax.set_ylabel("recall@20 (test people)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_people_results(results: Sequence[ModelResult], withheld: Mapping[str, Any],
+                         output_dir: str | Path, *, title: str,
+                         notes: Sequence[str] = ()) -> list[Path]:
+    """DIR/results.json, DIR/results.md and DIR/recall_vs_k.png; returns their paths."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [dict(r.row(), dislikes_withheld=withheld[r.model].as_dict()) for r in results]
+    paths = [out / "results.json", out / "results.md", out / "recall_vs_k.png"]
+    paths[0].write_text(json.dumps(rows, indent=2) + "\n")
+    plot_people(results, paths[2], title)
+    paths[1].write_text(format_people_markdown(results, withheld, notes, paths[2].name))
+    return paths
+
+
+def format_seeds_markdown(summary: Sequence[Mapping[str, Any]], metric: str = "ndcg@10",
+                          reference: str = "ease") -> str:
+    """The existing-users protocol over several split seeds: mean, 95% interval, and the paired
+    difference against `reference`."""
+    n = summary[0]["seeds"]
+    out = [f"| model | {metric} (mean of {n} splits) | 95% interval | vs {reference} "
+           "(paired) | 95% interval | coverage | popularity | long tail | Gini |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in summary:
+        out.append(f"| {row['model']} | {row['mean']:.4f} | ±{row['ci95']:.4f} | "
+                   f"{row['vs_' + reference]:+.4f} | ±{row['vs_ci95']:.4f} | "
+                   f"{row['coverage']:.3f} | {row['popularity']:.3f} | {row['long_tail']:.3f} | "
+                   f"{row['gini']:.3f} |")
+    return "\n".join(out) + "\n"

@@ -216,3 +216,44 @@ def evaluate_all(
         "seconds": round(time.perf_counter() - started, 1),
     }
     return results, info
+
+
+def evaluate_seeds(
+    dataset: Any, seeds: Sequence[int], *, quick: bool = False, progress: bool = False,
+) -> list[list[ModelResult]]:
+    """The whole existing-users protocol once per split seed (each its own store): one list of
+    results per seed, the models in the same order."""
+    runs = []
+    for seed in seeds:
+        split = prepare_split(dataset.user_ids, dataset.movie_ids, dataset.ratings, seed=seed)
+        results, _ = evaluate_all(dataset, split, quick=quick, progress=progress)
+        runs.append(results)
+    return runs
+
+
+BEYOND_COLUMNS = ("coverage", "popularity", "long_tail", "gini")
+
+
+def seed_summary(runs: Sequence[Sequence[ModelResult]], metric: str = "ndcg",
+                 reference: str = "ease") -> list[dict[str, Any]]:
+    """Per model: the metric's mean over seeds, its 95% interval (Student t), and the paired
+    difference against `reference` on the same splits (mean and 95% interval); and the
+    beyond-accuracy metrics' means over seeds."""
+    from scipy import stats
+
+    names = [r.model for r in runs[0]]
+    by_seed = [{r.model: getattr(r.test, metric) for r in run} for run in runs]
+    n = len(runs)
+    t = float(stats.t.ppf(0.975, n - 1)) if n > 1 else float("nan")
+    out = []
+    for name in names:
+        values = np.array([seed[name] for seed in by_seed])
+        diff = values - np.array([seed[reference] for seed in by_seed])
+        half = t * values.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        diff_half = t * diff.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        beyond = {b: float(np.mean([getattr(r.test, b) for run in runs for r in run
+                                     if r.model == name])) for b in BEYOND_COLUMNS}
+        out.append({"model": name, "mean": float(values.mean()), "ci95": float(half),
+                    "vs_" + reference: float(diff.mean()), "vs_ci95": float(diff_half),
+                    "seeds": n, "values": values.tolist(), **beyond})
+    return out
