@@ -9,6 +9,7 @@ import pytest
 
 from movierec import ingest, movielens
 from movierec.config import Settings
+from movierec.models import REGISTRY
 from movierec.store import open_reader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,15 +60,13 @@ def settings_for(**overrides) -> Settings:
 
 @pytest.fixture(scope="session")
 def ml1m_prepared(ml1m) -> ingest.Prepared:
-    return ingest.prepare(ml1m)
+    return ingest.prepare(ml1m, REGISTRY.unlearned())
 
 
 @pytest.fixture(scope="session")
 def ml1m_prepared_full(ml1m) -> ingest.Prepared:
     """ml-1m with every model, the learned item model included (about 20 s to learn)."""
-    from movierec.itemmodel import ingest_item_vectors
-
-    return ingest.prepare(ml1m, ingest_item_vectors)
+    return ingest.prepare(ml1m)
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +76,18 @@ def ml1m_embedded(tmp_path_factory, ml1m_prepared):
     from movierec.store import open_writer
 
     ingest.write(open_writer(settings), ml1m_prepared, progress=False)
+    reader = open_reader(settings)
+    yield reader
+    reader.close()
+
+
+@pytest.fixture(scope="session")
+def ml1m_full_embedded(tmp_path_factory, ml1m_prepared_full):
+    """ml-1m with every registered model, ingested once into a real embedded store."""
+    settings = settings_for(qdrant_path=tmp_path_factory.mktemp("embedded-full") / "q")
+    from movierec.store import open_writer
+
+    ingest.write(open_writer(settings), ml1m_prepared_full, progress=False)
     reader = open_reader(settings)
     yield reader
     reader.close()

@@ -249,10 +249,12 @@ def served():
 def test_served_store_holds_the_train_part_only(served):
     data, split, store = served
     meta = store.meta()
-    assert (meta["users"], meta["movies"], meta["ratings"]) == (150, 120, split.train.nnz)
+    assert (meta.users, meta.movies, meta.ratings) == (150, 120, split.train.nnz)
     train_stars = split.history("test").data
-    assert meta["rating_stats"]["mean"] == pytest.approx(np.mean(train_stars), rel=1e-12)
-    assert set(meta["models"]) == {"tutorial", "user-knn", "item"}
+    assert meta.rating_stats.mean == pytest.approx(np.mean(train_stars), rel=1e-12)
+    from movierec.models import REGISTRY
+
+    assert set(meta.models) == set(REGISTRY.names())  # every registered model, as ingest does
     titles = dict(zip(data.movies["movie_id"], data.movies["title"]))
     movie = store.catalog().get(int(split.movie_ids[0]))
     assert movie.title == titles[int(split.movie_ids[0])]
@@ -280,7 +282,8 @@ def test_served_lists_never_hold_excluded_or_unknown_movies(served, model):
 def test_served_item_model_returns_the_numpy_top_10_up_to_float32(served):
     # The item model as ingest learns it (movies with >= 10 liked ratings in train), computed
     # in numpy: the store's top 10 must be the true top 10 of the allowed movies.
-    from movierec import itemmodel, recommend
+    from movierec import recommend
+    from movierec.training import item as itemmodel
 
     _, split, store = served
     train = split.history("test")

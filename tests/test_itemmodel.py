@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from movierec import itemmodel
+from movierec.training import item as itemmodel
 
 
 def _ratings(seed=0, n_users=30, n_movies=8) -> sp.csr_matrix:

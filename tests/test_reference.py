@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from movierec import recommend
+from movierec.models import neighbors
 from tests.conftest import DISLIKES, LIKES, REFERENCE
 
 pytestmark = pytest.mark.ml1m
@@ -75,8 +76,8 @@ def test_both_stores_give_identical_neighbours_and_scores_on_50_random_queries(
         assert [x.score for x in a] == pytest.approx([x.score for x in b], rel=1e-9)
         # The same aggregation on each store's neighbours (local mode is slow: one query each).
         exclude = query.indices.astype(np.int64)
-        ma, sa = recommend.movie_scores(a, exclude, 10)
-        mb, sb = recommend.movie_scores(b, exclude, 10)
+        ma, sa = neighbors.movie_scores(a, exclude, 10)
+        mb, sb = neighbors.movie_scores(b, exclude, 10)
         assert ma.tolist() == mb.tolist()
         assert sa == pytest.approx(sb, rel=1e-9)
 

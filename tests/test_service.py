@@ -297,7 +297,8 @@ def test_models_lists_the_learned_item_model_first_as_the_default(api):
     assert r.status_code == 200
     body = r.json()
     assert body["default"] == "item"
-    assert [m["name"] for m in body["models"]] == ["item", "user-knn", "tutorial"]
+    assert [m["name"] for m in body["models"]] == ["blend", "item", "user-knn", "tutorial", "popular"]
+    assert body["liked_stars"] == 3.0
 
 
 def test_default_model_is_the_item_model_and_explains_with_the_persons_movies(api):

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from movierec import ingest, recommend, schema, synthetic
+from movierec import ingest, movielens, recommend, schema, synthetic
 from movierec.errors import StoreBusy, StoreUnavailable
+from movierec.models import REGISTRY
 from movierec.store import open_reader, open_writer
 from movierec.store.embedded import VERSIONS
 from tests.conftest import settings_for
@@ -93,7 +94,8 @@ def test_second_process_opening_the_embedded_store_gets_a_clear_error(tmp_path, 
 def test_second_ingest_while_one_runs_is_refused(tmp_path, small_dir):
     settings = settings_for(qdrant_path=tmp_path / "q")
     writer = open_writer(settings)
-    writer.begin({"dataset": "x"})
+    prepared = ingest.prepare(movielens.load(small_dir, "small"), REGISTRY.unlearned())
+    writer.begin(prepared.meta, REGISTRY.user_vector_names(), REGISTRY.movie_vector_names())
     try:
         with pytest.raises(StoreBusy, match="another ingest is writing"):
             ingest.run(settings, "small", small_dir, progress=False)
@@ -175,13 +177,13 @@ def test_server_store_reingest_moves_both_aliases_and_drops_old_collections(tmp_
     status = reader.status()
     assert (status.users, status.movies, status.version) == (300, 120, second.version)
     assert answer_of(reader) == before
-    assert reader.meta()["rating_stats"]["std"] > 0
+    assert reader.meta().rating_stats.std > 0
 
 
 def test_server_store_failed_ingest_leaves_the_live_version_untouched(tmp_path, small_dir):
     settings = settings_for(qdrant_url=f"local:{tmp_path / 'local'}")
     live = ingest.run(settings, "small", small_dir, progress=False)
-    prepared = ingest.prepare(synthetic.generate(50, 20, 500, seed=9))
+    prepared = ingest.prepare(synthetic.generate(50, 20, 500, seed=9), REGISTRY.unlearned())
     # Two movies with one id: the second overwrites the first, so the count check must fail.
     prepared.movies.payloads[5]["movie_id"] = prepared.movies.payloads[4]["movie_id"]
     with pytest.raises(StoreUnavailable, match="point counts do not verify: wrote 50 users and "

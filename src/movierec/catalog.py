@@ -103,8 +103,15 @@ class MovieCatalog:
             ok &= (self._years[pos] <= year_max) & (self._years[pos] >= 0)
         return ok
 
-    def most_rated(self, limit: int = 10) -> list[Movie]:
-        order = np.lexsort((self.ids, -self._popularity))[:limit]
+    def most_rated(self, limit: int = 10, exclude=(), genres=(), year_min=None,
+                   year_max=None) -> list[Movie]:
+        """The `limit` movies with the most ratings (ties by id), but the excluded ones, among
+        those passing the genre/year filters."""
+        keep = ~np.isin(self.ids, np.asarray(exclude, dtype=np.int64))
+        if genres or year_min is not None or year_max is not None:
+            keep &= self.allowed(self.ids, genres, year_min, year_max)
+        rows = np.flatnonzero(keep)
+        order = rows[np.lexsort((self.ids[rows], -self._popularity[rows]))[:limit]]
         return [self._movies[i] for i in order]
 
     def search(self, text: str, limit: int = 10) -> list[Movie]:

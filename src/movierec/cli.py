@@ -34,7 +34,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         data_dir=args.data,
         wait_seconds=args.wait,
         progress=_progress(),
-        item_vectors=_item_model(args, settings),
+        models=_models_to_ingest(args),
         log=lambda m: print(m, file=sys.stderr),
     )
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in report.seconds.items())
@@ -45,15 +45,14 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _item_model(args: argparse.Namespace, settings: Settings):
-    """The item model's trainer, when the ingest should learn one (see movierec.itemmodel)."""
-    if getattr(args, "no_item_model", False):
-        return None
-    try:
-        from movierec.itemmodel import ingest_item_vectors
-    except ImportError:
-        return None
-    return ingest_item_vectors
+def _models_to_ingest(args: argparse.Namespace) -> list[str]:
+    """Every registered model but those skipped (learned models take the longest to ingest)."""
+    from movierec.models import REGISTRY
+
+    skipped = set(args.skip_model or ())
+    if args.no_item_model:
+        skipped.add("item")
+    return [name for name in REGISTRY.names() if name not in skipped]
 
 
 def _where(settings: Settings) -> str:
@@ -188,6 +187,8 @@ def _evaluate_seeds(args: argparse.Namespace, dataset, started: float) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from movierec.models import REGISTRY
+
     parser = argparse.ArgumentParser(prog="movierec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -198,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the dataset's files; skips the download (env MOVIELENS_DIR)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="retry reaching a Qdrant server for up to this long first")
+    p.add_argument("--skip-model", action="append", choices=REGISTRY.names(), metavar="MODEL",
+                   help="do not prepare this model (repeatable): " + ", ".join(REGISTRY.names()))
     p.add_argument("--no-item-model", action="store_true",
-                   help="skip learning the item model (tutorial and user-knn only)")
+                   help="the same as --skip-model item (learning it is most of an ingest)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("recommend", help="the tutorial's recommendation for likes and dislikes")
@@ -208,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=5)
     p.add_argument("--neighbors", type=int, default=None,
                    help="similar users to use (default 20; user-knn 100)")
-    p.add_argument("--model", default="tutorial", choices=["tutorial", "user-knn", "item"],
-                   help="tutorial (default), user-knn, or the learned item model")
+    p.add_argument("--model", default="tutorial", choices=REGISTRY.names(),
+                   help="the model: " + ", ".join(REGISTRY.names()) + " (default: tutorial)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_recommend)
 
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
     except Exception as exc:  # noqa: BLE001 (pydantic ValidationError: a bad environment variable)
-        errors = getattr(exc, "errors", lambda: [])()
+        errors = getattr(exc, "errors", list)()
         detail = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in errors
         ) or str(exc).splitlines()[0]
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if os.environ.get("MOVIEREC_DEBUG"):
             raise
         _err(f"unexpected {type(exc).__name__}: {exc} (set MOVIEREC_DEBUG=1 for a traceback)")

@@ -6,10 +6,12 @@ never leaves anything behind; the new version goes live only after its point cou
 
 from __future__ import annotations
 
+import importlib
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,8 +19,10 @@ import pandas as pd
 from movierec import movielens, schema
 from movierec.config import Settings
 from movierec.errors import DataError, StoreUnavailable
-from movierec.store import MoviePoints, StoreWriter, open_writer, wait_until_reachable
-from movierec.vectors import RatingStats, UserVectors, liked_vectors, user_vectors
+from movierec.meta import IngestMeta
+from movierec.models import REGISTRY, Model
+from movierec.store import MoviePoints, StoreWriter, UserPoints, open_writer, wait_until_reachable
+from movierec.vectors import RatingStats, UserVectors, user_vectors
 
 USER_BATCH = 1_000
 MOVIE_BATCH = 2_000
@@ -28,11 +32,15 @@ MOVIE_BATCH = 2_000
 class Prepared:
     """Everything one ingest writes, built and validated before the first write."""
 
-    meta: dict[str, Any]
-    vectors: UserVectors
-    user_payloads: list[dict[str, Any]]
+    meta: IngestMeta
+    users: UserPoints
     movies: MoviePoints
-    liked: UserVectors | None = None  # the user-knn model's vectors (rows may be empty)
+    models: tuple[str, ...]  # the registered models this version serves
+
+    @property
+    def vectors(self) -> UserVectors:
+        """Every user's z-scored ratings (the tutorial's vectors)."""
+        return self.users.ratings
 
 
 @dataclass
@@ -124,53 +132,56 @@ def user_payloads(dataset: movielens.Dataset, user_ids: np.ndarray) -> list[dict
     return [dict(zip(columns, row)) for row in zip(*values)]
 
 
-def prepare(
-    dataset: movielens.Dataset,
-    item_vectors: Callable[[movielens.Dataset, RatingStats], tuple[dict, list]] | None = None,
-) -> Prepared:
-    """Validate and build everything to write. Raises DataError before any write."""
+def prepare(dataset: movielens.Dataset, models: Iterable[str] | None = None) -> Prepared:
+    """Validate and build everything to write for these registered models (default: all of
+    them, the learned ones learned here). Raises DataError before any write."""
+    chosen: list[Model] = [REGISTRY.get(name) for name in (models or REGISTRY.names())]
     movielens.check_movies_known(dataset)
     try:
         stats = RatingStats.of(dataset.ratings)
     except ValueError as exc:
         raise DataError(f"{dataset.files.get('ratings', dataset.name)}: {exc}") from None
-    vectors = user_vectors(dataset.user_ids, dataset.movie_ids, dataset.ratings, stats)
+    ratings = user_vectors(dataset.user_ids, dataset.movie_ids, dataset.ratings, stats)
+    named = {schema.RATINGS_VECTOR: ratings}
     movies = MoviePoints(payloads=movie_payloads(dataset))
-    liked = liked_vectors(vectors, stats, schema.LIKED_STARS)
-    models: dict[str, Any] = {"tutorial": {}, "user-knn": {"liked_stars": schema.LIKED_STARS}}
-    if item_vectors is not None:
-        params, vectors_by_movie = item_vectors(dataset, stats)
-        for v in vectors_by_movie:
-            if v is not None:
-                v.validate()
-        movies.vectors = vectors_by_movie
-        models["item"] = params
-    meta = {
-        "schema_version": schema.SCHEMA_VERSION,
-        "dataset": dataset.name,
-        "users": len(vectors),
-        "movies": len(movies.payloads),
-        "ratings": dataset.n_ratings,
-        "rating_stats": stats.to_dict(),
-        "models": models,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return Prepared(meta, vectors, user_payloads(dataset, vectors.user_ids), movies, liked)
+    params: dict[str, dict[str, Any]] = {}
+    for model in chosen:
+        named.update(model.user_vectors_of(ratings, stats))
+        learned: dict[str, Any] = {}
+        if model.trainer is not None:
+            learned, by_movie = _trainer(model.trainer)(dataset, stats)
+            for column in by_movie.values():
+                for v in column:
+                    if v is not None:
+                        v.validate()
+            movies.vectors.update(by_movie)
+        params[model.name] = {**model.ingest_params(), **learned}
+    meta = IngestMeta(dataset=dataset.name, users=len(ratings), movies=len(movies.payloads),
+                      ratings=dataset.n_ratings, rating_stats=stats, models=params)
+    users = UserPoints(user_payloads(dataset, ratings.user_ids), named)
+    return Prepared(meta, users, movies, tuple(m.name for m in chosen))
+
+
+def _trainer(path: str) -> Callable:
+    """A model's trainer, imported only here: learning needs scipy, which serving never loads."""
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def write(writer: StoreWriter, prepared: Prepared, progress: bool = True) -> str:
     """Write a complete new version and switch it in; on any failure, drop it."""
     from tqdm import tqdm
 
-    n_users, n_movies = len(prepared.vectors), len(prepared.movies.payloads)
+    n_users, n_movies = len(prepared.users), len(prepared.movies)
     try:
-        version = writer.begin(prepared.meta)
+        # Every registered model's vectors are in the schema, written or not: a version's
+        # collections look the same whichever models it serves.
+        version = writer.begin(prepared.meta, REGISTRY.user_vector_names(),
+                               REGISTRY.movie_vector_names())
         with tqdm(total=n_users + n_movies, unit="pt", desc="writing", disable=not progress) as bar:
             for start in range(0, n_users, USER_BATCH):
                 stop = min(start + USER_BATCH, n_users)
-                writer.write_users(prepared.vectors, prepared.user_payloads, start, stop)
-                if prepared.liked is not None:
-                    writer.write_user_vectors(schema.LIKED_VECTOR, prepared.liked, start, stop)
+                writer.write_users(prepared.users, start, stop)
                 bar.update(stop - start)
             for start in range(0, n_movies, MOVIE_BATCH):
                 stop = min(start + MOVIE_BATCH, n_movies)
@@ -197,10 +208,10 @@ def run(
     data_dir: Path | None = None,
     wait_seconds: float = 0.0,
     progress: bool = True,
-    item_vectors=None,
+    models: Iterable[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> IngestReport:
-    """The whole ingest, as `movierec ingest` runs it."""
+    """The whole ingest, as `movierec ingest` runs it (default: every registered model)."""
     name = dataset_name or settings.movielens_dataset
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -210,7 +221,7 @@ def run(
     dataset = movielens.load(Path(folder), name)
     t2 = time.perf_counter()
     seconds["parse"] = t2 - t1
-    prepared = prepare(dataset, item_vectors)
+    prepared = prepare(dataset, models)
     n_ratings = dataset.n_ratings
     del dataset  # the ratings arrays (2.4 GB at 100M ratings) are not needed to write
     t3 = time.perf_counter()
@@ -220,7 +231,5 @@ def run(
     version = write(open_writer(settings), prepared, progress=progress)
     seconds["write"] = time.perf_counter() - t3
     seconds["total"] = time.perf_counter() - t0
-    return IngestReport(
-        version, name, len(prepared.vectors), len(prepared.movies.payloads), n_ratings,
-        seconds,
-    )
+    return IngestReport(version, name, len(prepared.users), len(prepared.movies), n_ratings,
+                        seconds)

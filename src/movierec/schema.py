@@ -7,6 +7,9 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 1
 
+# The largest movie or user id: sparse vector indices are u32 in Qdrant, and so are our ids.
+MAX_ID = 2**32 - 1
+
 # Aliases served to readers; each ingest writes new collections `<alias>-<version>` beside them.
 USERS = "movielens"
 MOVIES = "movies"
@@ -18,6 +21,8 @@ ITEM_VECTOR = "item"
 # The user-knn model's vector: the movies a user liked (rated at least LIKED_STARS), as a binary
 # vector scaled to unit length, so that a dot product is the cosine similarity.
 LIKED_VECTOR = "liked"
+# From how many stars a rating is a like, everywhere: user-knn's liked vectors, the item model's
+# training data and query, the web page (which reads it from GET /models).
 LIKED_STARS = 3.0
 
 USER_FIELDS = ("user_id", "gender", "age", "occupation", "zip")

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from movierec.errors import QueryError
+from movierec.schema import MAX_ID as MAX_INDEX
 
-MAX_INDEX = 2**32 - 1
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -33,6 +33,11 @@ class RatingStats:
 
     def normalize(self, stars: np.ndarray) -> np.ndarray:
         return (np.asarray(stars, dtype=np.float64) - self.mean) / self.std
+
+    def z_at_least(self, stars: float) -> float:
+        """The z-score from which a rating counts as at least `stars` (a little slack below:
+        stored z-scores are float32)."""
+        return (stars - self.mean) / self.std - 1e-6
 
     def to_dict(self) -> dict[str, float]:
         return {"mean": self.mean, "std": self.std}
@@ -188,8 +193,7 @@ def liked_vectors(vectors: UserVectors, stats: RatingStats, min_stars: float) ->
 
     Rows may be empty (a user who liked nothing); such users get no liked vector.
     """
-    threshold = (min_stars - stats.mean) / stats.std - 1e-6  # float32 z-scores: a little slack
-    keep = vectors.values >= threshold
+    keep = vectors.values >= stats.z_at_least(min_stars)
     kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
     indptr = kept_before[vectors.indptr]
     counts = np.diff(indptr)

@@ -8,8 +8,16 @@ import pytest
 import yaml
 
 from .conftest import (
-    CHART, EVERYTHING_ON, K8S_DIR, ROOT, VALUES, helm_template_command, render, render_named,
-    require_tool, run,
+    CHART,
+    EVERYTHING_ON,
+    K8S_DIR,
+    ROOT,
+    VALUES,
+    helm_template_command,
+    render,
+    render_named,
+    require_tool,
+    run,
 )
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.34.0", "1.35.0")

@@ -42,26 +42,26 @@ MUTATIONS = {
         [T + "test_faults.py::test_hung_then_gone_then_different_qdrant_gives_bounded_503s_and_"
              "reconnects"]),
     "switch-before-write": (
-        "store/embedded.py", "        self._meta = dict(meta, version=self.version)\n",
-        "        self._meta = dict(meta, version=self.version)\n"
-        "        _write_atomic(self._path / META, json.dumps(self._meta).encode())\n"
-        "        _write_atomic(self.root / CURRENT,\n"
-        "                      json.dumps({'version': self.version}).encode())\n",
+        "store/embedded.py", "        self._meta = meta.with_version(self.version)\n",
+        "        self._meta = meta.with_version(self.version)\n"
+        "        write_atomic(self._path / META, json.dumps(self._meta.to_dict()).encode())\n"
+        "        write_atomic(self.root / CURRENT,\n"
+        "                     json.dumps({'version': self.version}).encode())\n",
         [T + "test_ingest_kill.py"]),
     "no-checksum": (
         "movielens.py", "        if actual != expected:\n", "        if False:\n",
         [T + "test_faults.py::test_a_bad_download_is_refused_and_writes_nothing"]),
     "no-store-lock": (
-        "store/embedded.py", "            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
+        "store/files.py", "            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
         "            pass\n",
         [T + "test_faults.py::test_a_second_server_on_a_served_embedded_store_is_refused_and_"
              "harms_nothing"]),
     "no-streamed-body-limit": (
-        "service/observe.py", "                if seen > self.max_bytes:\n",
+        "service/guards.py", "                if seen > self.max_bytes:\n",
         "                if False:\n",
         [T + "test_hostile_requests.py::test_a_huge_streamed_body_is_cut_off_at_64_kib"]),
     "no-nesting-limit": (
-        "service/app.py", "            if depth > MAX_JSON_DEPTH:\n", "            if False:\n",
+        "service/strict.py", "            if depth > MAX_JSON_DEPTH:\n", "            if False:\n",
         [T + "test_hostile_requests.py::test_deeply_nested_json_is_refused_without_parsing_it"]),
     "key-in-log": (
         "store/server.py", "    return QdrantClient(\n        url=url,\n",
@@ -70,7 +70,7 @@ MUTATIONS = {
         [T + "test_secrets_and_privilege.py::test_keys_never_appear_in_logs_bodies_headers_or_"
              "metrics"]),
     "token-compare-with-eq": (
-        "service/observe.py", "        if not hmac.compare_digest(given, self.expected):\n",
+        "service/guards.py", "        if not hmac.compare_digest(given, self.expected):\n",
         "        if given != self.expected:\n",
         [T + "test_hostile_requests.py::test_the_token_is_compared_in_constant_time"]),
 }

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from movierec import ingest, movielens
+from movierec.models import REGISTRY
 from movierec.service import server as service_server
-from movierec.service.observe import BearerAuth
+from movierec.service.guards import BearerAuth
 from movierec.store import open_writer
 from tests.conftest import settings_for
 from tests.reliability.conftest import host_port, raw_exchange, status_and_body
@@ -270,7 +271,7 @@ def test_slow_and_idle_clients_are_cut_off_while_everyone_else_is_served(served)
 def small_store_path(tmp_path_factory, small_dir):
     root = tmp_path_factory.mktemp("auth") / "q"
     ingest.write(open_writer(settings_for(qdrant_path=root)),
-                 ingest.prepare(movielens.load(small_dir, "small")), progress=False)
+                 ingest.prepare(movielens.load(small_dir, "small"), REGISTRY.unlearned()), progress=False)
     return root
 
 

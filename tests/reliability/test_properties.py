@@ -19,8 +19,10 @@ from pydantic import ValidationError
 
 from movierec import ingest, movielens, recommend
 from movierec.errors import DataError, NotFoundError, QueryError
-from movierec.service.app import MAX_JSON_DEPTH, _message, max_depth
+from movierec.models import REGISTRY
+from movierec.service.errors import _message
 from movierec.service.schemas import MAX_ID, RecommendationRequest
+from movierec.service.strict import MAX_JSON_DEPTH, max_depth
 from movierec.store import open_reader, open_writer
 from movierec.vectors import MAX_INDEX, SparseVector, query_vector
 from tests.conftest import settings_for
@@ -89,7 +91,7 @@ def small_store(small_dir):
     folder = Path(tempfile.mkdtemp(prefix="movierec-props-"))
     settings = settings_for(qdrant_path=folder / "q")
     ingest.write(open_writer(settings),
-                 ingest.prepare(movielens.load(small_dir, "small")), progress=False)
+                 ingest.prepare(movielens.load(small_dir, "small"), REGISTRY.unlearned()), progress=False)
     reader = open_reader(settings)
     yield reader
     reader.close()
@@ -258,7 +260,7 @@ def check_parsed(folder: Path) -> None:
     assert np.unique(pairs).size == pairs.size
     # What ingest builds from it is engine-ready.
     try:
-        prepared = ingest.prepare(dataset)
+        prepared = ingest.prepare(dataset, REGISTRY.unlearned())
     except DataError as exc:
         one_line(str(exc))
         return
@@ -268,7 +270,7 @@ def check_parsed(folder: Path) -> None:
 def test_a_dataset_with_one_rating_is_a_data_error(tmp_path):
     write_dat(tmp_path, ["1::1::5::0"], ["1::A (2000)::Drama"])
     with pytest.raises(DataError):
-        ingest.prepare(movielens.load(tmp_path, "one"))
+        ingest.prepare(movielens.load(tmp_path, "one"), REGISTRY.unlearned())
 
 
 @PROPERTY

@@ -283,7 +283,7 @@ def ease_ranker(fold: Fold, l2: float) -> RankPeople:
     in the query."""
     import scipy.sparse as sp
 
-    from movierec import itemmodel
+    from movierec.training import item as itemmodel
 
     key = f"ease-{l2:g}"
     if key not in fold.cache:
@@ -386,15 +386,20 @@ def dislikes_withheld(
 
 
 def people_models(quick: bool = False) -> list[PeopleModel]:
-    """The served models through recommend(), and the popularity and EASE fold-in baselines."""
-    from movierec import recommend
-    from movierec.evaluate.served import USER_KNN_GRID
+    """The served models through recommend() (the default, blend, first), and the popularity
+    and EASE fold-in baselines."""
+    from movierec.models import REGISTRY
 
-    knn_grid = ({"neighbors": recommend.USER_KNN_NEIGHBORS, "knn_power": recommend.USER_KNN_POWER},)
+    knn_grid = (dict(REGISTRY.get("user-knn").params),)
+    blend = dict(REGISTRY.get("blend").params)
+    blend_grid = [dict(blend, prior_ratings=c, knn_share=a) for c in BLEND_PRIOR_RATINGS
+                  for a in BLEND_KNN_SHARES]
     return [
+        PeopleModel("blend", lambda fold, **p: served_ranker(fold, "blend", **p),
+                    [blend] if quick else blend_grid, "prior_ratings"),
         PeopleModel("tutorial", lambda fold: served_ranker(fold, "tutorial")),
         PeopleModel("user-knn", lambda fold, **p: served_ranker(fold, "user-knn", **p),
-                    knn_grid if quick else USER_KNN_GRID, "neighbors"),
+                    knn_grid if quick else USER_KNN_PEOPLE_GRID, "neighbors"),
         PeopleModel("item", lambda fold: served_ranker(fold, "item")),
         PeopleModel("popularity", popularity_ranker, engine="numpy"),
         PeopleModel("ease", ease_ranker,
@@ -404,6 +409,13 @@ def people_models(quick: bool = False) -> list[PeopleModel]:
 
 
 EASE_GRID = (200.0, 800.0, 3200.0)
+# The default's grid, tuned on validation people: how many ratings it takes for the person's
+# own part to weigh as much as the popularity prior, and the similar users' share of that part.
+BLEND_PRIOR_RATINGS = (2.0, 4.0)
+BLEND_KNN_SHARES = (0.5, 0.7)
+# user-knn for new people: its served power, neighbours tuned (each setting costs a query per
+# person and k, and power 1 lost to 2 in every earlier run).
+USER_KNN_PEOPLE_GRID = tuple({"neighbors": n, "knn_power": 2.0} for n in (50, 100, 200))
 
 
 def make_folds(dataset: Any, stack: ExitStack, *, seeds: Sequence[int] = SEEDS,
@@ -448,94 +460,3 @@ def evaluate_new_people(
         "seconds": round(time.perf_counter() - started, 1),
     }
     return results, withheld, info
-
-
-# ---------------------------------------------------------------------------------------------
-# Prototype of a default for new people (to move into the models package)
-
-
-def blend_ranker(fold: Fold, pop_ratings: float = 2.0, knn_share: float = 0.0,
-                 quality: float = 0.0, dislike_weight: float = 1.0, candidates: int = 200,
-                 neighbors: int = 50, quality_all: float = 0.0) -> RankPeople:
-    """Prototype: the item model's scores for the person's likes (one Qdrant query) blended
-    with a popularity prior from the catalog (rating_count, times ((rating_mean - 1) / 4) **
-    quality); the prior's share is pop_ratings / (pop_ratings + n) for n given ratings. Dislikes
-    are a second query: movies like the disliked ones lose dislike_weight x their similarity.
-    knn_share of the personal part comes from user-knn's neighbours instead."""
-    from movierec import recommend
-    from movierec.itemmodel import query_weight
-    from movierec.store import MovieFilter
-    from movierec.vectors import SparseVector
-
-    store = fold.store
-    if "catalog" not in fold.cache:
-        catalog = store.catalog()
-        movies = catalog.take(catalog.ids)
-        counts = np.array([m.rating_count for m in movies], dtype=np.float64)
-        means = np.array([m.rating_mean or 1.0 for m in movies], dtype=np.float64)
-        fold.cache["catalog"] = (catalog.ids, counts / max(counts.max(), 1.0), (means - 1) / 4)
-    ids, count, mean = fold.cache["catalog"]
-    prior = count * mean**quality
-    prior /= prior.max()
-    order = ids[np.lexsort((ids, -prior))]
-    weights = store.meta()["models"]["item"].get("rating_weights")
-
-    def scores_of(found):
-        return (np.array([h.movie_id for h in found], dtype=np.int64),
-                np.array([h.score for h in found]))
-
-    def rank(movies, stars, limit, exclude):
-        n = len(movies)
-        rated = np.union1d(movies, np.asarray(list(exclude), dtype=np.int64))
-        fetch = candidates + len(rated)
-        liked = stars >= schema.LIKED_STARS
-        cand = order[:fetch]
-        personal_ids, personal_scores = np.zeros(0, dtype=np.int64), np.zeros(0)
-        if liked.any():
-            lm, ls = movies[liked], stars[liked]
-            sort = np.argsort(lm)
-            q = SparseVector.checked(lm[sort].tolist(),
-                                     [query_weight(x, "stars", weights) for x in ls[sort]])
-            personal_ids, personal_scores = scores_of(store.similar_movies(q, fetch, MovieFilter()))
-        cand = np.union1d(cand, personal_ids)
-        personal = np.zeros(len(cand))
-        scale = personal_scores.max() if len(personal_scores) and personal_scores.max() > 0 else 1.0
-        if len(personal_ids):
-            if len(personal_ids) == fetch:
-                personal[:] = max(personal_scores.min(), 0.0) / scale
-            personal[np.searchsorted(cand, personal_ids)] = personal_scores / scale
-        if knn_share and liked.any():
-            query = recommend._liked_query(dict(zip(movies.tolist(), stars.tolist())), "stars")
-            found_u = recommend.similar_users(store, query, neighbors, using=schema.LIKED_VECTOR)
-            knn = np.zeros(len(cand))
-            if found_u:
-                sim = np.maximum(np.array([u.score for u in found_u]), 0.0) ** 2
-                c = recommend._aggregate(found_u, sim, recommend._liked_threshold(store))
-                pos = np.minimum(np.searchsorted(c.movies, cand), len(c.movies) - 1)
-                hit = c.movies[pos] == cand
-                knn[hit] = c.scores[pos[hit]]
-                if knn.max() > 0:
-                    knn /= knn.max()
-            personal = (1 - knn_share) * personal + knn_share * knn
-        share = pop_ratings / (pop_ratings + n)
-        score = (1 - share) * personal + share * prior[np.searchsorted(ids, cand)]
-        if quality_all:
-            score = score * mean[np.searchsorted(ids, cand)] ** quality_all
-        if dislike_weight and (~liked).any():
-            dm = np.sort(movies[~liked])
-            q = SparseVector.checked(dm.tolist(), [1.0] * len(dm))
-            dis_ids, dis_scores = scores_of(store.similar_movies(q, fetch, MovieFilter()))
-            if len(dis_ids) and dis_scores.max() > 0:
-                penalty = np.zeros(len(cand))
-                pos = np.minimum(np.searchsorted(dis_ids, cand), len(dis_ids) - 1)
-                o = np.argsort(dis_ids)
-                dis_ids, dis_scores = dis_ids[o], dis_scores[o]
-                pos = np.minimum(np.searchsorted(dis_ids, cand), len(dis_ids) - 1)
-                hit = dis_ids[pos] == cand
-                penalty[hit] = np.maximum(dis_scores[pos[hit]], 0) / dis_scores.max()
-                score -= dislike_weight * share * penalty if False else dislike_weight * penalty * score.max()
-        score[np.isin(cand, rated)] = -np.inf
-        best = np.lexsort((cand, -score))[:limit]
-        return cand[best].tolist()
-
-    return rank

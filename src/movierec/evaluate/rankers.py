@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from movierec import itemmodel
+from movierec.training import item as itemmodel
 
 class Ranker(Protocol):
     """A model as the evaluation sees it.

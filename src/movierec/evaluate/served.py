@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from movierec import itemmodel
 from movierec.evaluate.metrics import evaluate_ranker
 from movierec.evaluate.protocol import K, SEED, Split, prepare_split
 from movierec.evaluate.rankers import Model, Ranker, baseline_models, movie_id_ranker
@@ -47,9 +46,9 @@ class ServedModel:
 def served_models(quick: bool = False) -> list[ServedModel]:
     """tutorial (exact: 20 neighbours), user-knn (neighbours x power grid; `quick`: the served
     constants only) and the item model as ingest learns it (served defaults, not re-tuned)."""
-    from movierec import recommend
+    from movierec.models import REGISTRY
 
-    served = {"neighbors": recommend.USER_KNN_NEIGHBORS, "knn_power": recommend.USER_KNN_POWER}
+    served = dict(REGISTRY.get("user-knn").params)
     return [
         ServedModel("tutorial", ({"neighbors": 20},)),
         ServedModel("user-knn", (served,) if quick else USER_KNN_GRID, "neighbors"),
@@ -95,7 +94,9 @@ def served_store(dataset: Any, *, item_model: bool = True, progress: bool = Fals
 
     with tempfile.TemporaryDirectory(prefix="movierec-evaluate-", dir=_scratch_dir()) as tmp:
         settings = Settings(qdrant_url=None, qdrant_path=Path(tmp) / "qdrant")
-        prepared = ingest.prepare(dataset, itemmodel.ingest_item_vectors if item_model else None)
+        from movierec.models import REGISTRY
+
+        prepared = ingest.prepare(dataset, None if item_model else REGISTRY.unlearned())
         ingest.write(open_writer(settings), prepared, progress=progress)
         del prepared
         reader = open_reader(settings)
@@ -171,7 +172,7 @@ def evaluate_served(
             main_param=model.main_param, engine="qdrant", progress=progress,
         )
         if model.name == "item":  # what the store serves, as the ingest learned it
-            result.params = dict(store.meta().get("models", {}).get("item", {}))
+            result.params = dict(store.meta().models.get("item", {}))
         results.append(result)
     return results
 

@@ -7,9 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from movierec.models import REGISTRY
+from movierec.models.tutorial import example_ratings
 from movierec.recommend import MAX_LIMIT, MAX_NEIGHBORS, MAX_RATINGS
+from movierec.schema import MAX_ID
 
-MAX_ID = 2**32 - 1
+# The registered models' names, as the schema's enum (GET /models lists the live ones).
+ModelName = Literal[tuple(REGISTRY.names())]  # type: ignore[valid-type]
 
 
 class RecommendationRequest(BaseModel):
@@ -20,8 +24,7 @@ class RecommendationRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "ratings": {"2571": 1, "329": 1, "260": 1, "1": 1, "356": 1, "2116": 1,
-                                "2288": -1, "1721": -1, "296": -1, "1291": -1, "1036": -1},
+                    "ratings": {str(m): int(r) for m, r in example_ratings().items()},
                     "limit": 5,
                 }
             ]
@@ -33,7 +36,7 @@ class RecommendationRequest(BaseModel):
         "[-1, 1]), or 0.5-5 stars (scale 'stars')",
     )
     scale: Literal["unit", "stars"] = "unit"
-    model: Literal["item", "user-knn", "tutorial"] | None = Field(
+    model: ModelName | None = Field(
         None, description="the model (GET /models); default: the best one the data supports")
     genres: list[str] = Field(default_factory=list, max_length=30,
                               description="only movies with at least one of these genres")
@@ -90,6 +93,7 @@ class ModelInfo(BaseModel):
 class ModelList(BaseModel):
     default: str
     models: list[ModelInfo]
+    liked_stars: float = Field(description="ratings of this many stars or more count as likes")
 
 
 class GenreList(BaseModel):

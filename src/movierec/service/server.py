@@ -16,6 +16,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from movierec.config import Settings
 from movierec.errors import MovierecError
+from movierec.models.tutorial import example_ratings
 from movierec.service.app import create_app
 from movierec.service.observe import READ_TIMED_OUT, configure_logging
 from movierec.store import open_reader
@@ -29,13 +30,12 @@ REQUEST_READ_TIMEOUT = 10.0
 MAX_REQUEST_HEAD = 16 * 1024
 KEEP_ALIVE_TIMEOUT = 5
 
-TUTORIAL = {"2571": 1, "329": 1, "260": 1, "1": 1, "356": 1, "2116": 1,
-            "2288": -1, "1721": -1, "296": -1, "1291": -1, "1036": -1}
 
 
 def curl_example(host: str, port: int) -> str:
     shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
-    body = json.dumps({"ratings": TUTORIAL, "limit": 5, "model": "tutorial"})
+    ratings = {str(m): int(r) for m, r in example_ratings().items()}
+    body = json.dumps({"ratings": ratings, "limit": 5, "model": "tutorial"})
     return (f"curl -s {shown}:{port}/recommendations -H 'content-type: application/json' "
             f"-d '{body}'")
 

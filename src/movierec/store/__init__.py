@@ -19,6 +19,7 @@ from movierec.store.base import (
     StoreReader,
     StoreStatus,
     StoreWriter,
+    UserPoints,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "StoreReader",
     "StoreStatus",
     "StoreWriter",
+    "UserPoints",
     "open_reader",
     "open_writer",
     "wait_until_reachable",

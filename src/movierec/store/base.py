@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from movierec import schema
 from movierec.catalog import MovieCatalog
+from movierec.meta import IngestMeta
 from movierec.vectors import SparseVector, UserVectors
 
 
@@ -46,17 +48,22 @@ class MovieFilter:
     year_min: int | None = None
     year_max: int | None = None
 
+    @property
+    def filters_movies(self) -> bool:
+        """True when a movie's payload (genres, year) decides whether it may be answered."""
+        return bool(self.genres) or self.year_min is not None or self.year_max is not None
+
 
 @dataclass
 class StoreStatus:
-    """What /readyz reports."""
+    """Whether the store can serve: reachable, ingested, both collections non-empty."""
 
     ready: bool
     users: int = 0
     movies: int = 0
     version: str | None = None
     detail: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: IngestMeta | None = None
 
 
 def new_version() -> str:
@@ -68,13 +75,16 @@ class StoreReader(ABC):
     """Read access to the live (aliased) users and movies collections."""
 
     kind: str
+    # True when every call is a sub-millisecond computation in this process (the embedded
+    # engine), so callers need not hand it to a thread; False when calls wait on a network.
+    answers_in_process: bool = False
 
     @abstractmethod
     def status(self) -> StoreStatus:
         """Reachable, ingested and non-empty? Never raises for an unreachable store."""
 
     @abstractmethod
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> IngestMeta:
         """The live ingest's metadata (dataset, rating stats, counts, models)."""
 
     @abstractmethod
@@ -110,7 +120,7 @@ class StoreReader(ABC):
         """Pick up a newer ingest if one was switched in; True if the version changed."""
         return False
 
-    def close(self) -> None:  # noqa: B027 (optional hook)
+    def close(self) -> None:
         """Release the store."""
 
     def __enter__(self) -> StoreReader:
@@ -121,29 +131,56 @@ class StoreReader(ABC):
 
 
 @dataclass
-class MoviePoints:
-    """Movies to write: payloads, and optionally each movie's item-model vector."""
+class UserPoints:
+    """Users to write: payloads aligned with the user ids, and every named vector of theirs
+    (schema.RATINGS_VECTOR always; others may have empty rows, which are not written)."""
 
     payloads: list[dict[str, Any]]
-    vectors: list[SparseVector | None] | None = None
+    vectors: dict[str, UserVectors]
+
+    def __post_init__(self) -> None:
+        ids = self.ratings.user_ids
+        for name, v in self.vectors.items():
+            if v.user_ids is not ids and not np.array_equal(v.user_ids, ids):
+                raise ValueError(f"the {name!r} user vectors are not aligned with the ratings")
+        if len(self.payloads) != ids.size:
+            raise ValueError("one payload per user is needed")
+
+    @property
+    def ratings(self) -> UserVectors:
+        return self.vectors[schema.RATINGS_VECTOR]
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+
+@dataclass
+class MoviePoints:
+    """Movies to write: payloads, and each named vector as one SparseVector or None per movie."""
+
+    payloads: list[dict[str, Any]]
+    vectors: dict[str, list[SparseVector | None]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
 
 
 class StoreWriter(ABC):
-    """Writes one complete new version, then switches it in. Never touches the live version."""
+    """Writes one complete new version, then switches it in. Never touches the live version.
+
+    The calls come in this order: begin, write_users and write_movies (each batch once, in any
+    order), counts, then commit, or abort at any point.
+    """
 
     @abstractmethod
-    def begin(self, meta: dict[str, Any]) -> str:
-        """Create empty staging collections for a new version; returns the version id."""
+    def begin(self, meta: IngestMeta, user_vectors: tuple[str, ...],
+              movie_vectors: tuple[str, ...]) -> str:
+        """Create empty staging collections with these named sparse vectors for a new version;
+        returns the version id."""
 
     @abstractmethod
-    def write_users(
-        self, vectors: UserVectors, payloads: list[dict[str, Any]], start: int, stop: int
-    ) -> None:
-        """Write users [start, stop) of `vectors` (payloads aligned with vectors.user_ids)."""
-
-    @abstractmethod
-    def write_user_vectors(self, name: str, vectors: UserVectors, start: int, stop: int) -> None:
-        """Add the named vector to users [start, stop) already written; empty rows are skipped."""
+    def write_users(self, users: UserPoints, start: int, stop: int) -> None:
+        """Write users [start, stop), each with all its vectors and its payload."""
 
     @abstractmethod
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
@@ -161,8 +198,34 @@ class StoreWriter(ABC):
     def abort(self) -> None:
         """Drop the staging version; the live one is untouched."""
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:
         """Release locks and handles."""
+
+
+def user_rows(users: UserPoints, start: int, stop: int):
+    """(user_id, {vector name: (indices list, values list)}, payload) for users [start, stop);
+    empty vectors are left out."""
+    named = {name: rows(v, start, stop) for name, v in users.vectors.items()}
+    ids = users.ratings.user_ids[start:stop].tolist()
+    for k, user_id in enumerate(ids):
+        vectors = {}
+        for name, it in named.items():
+            _, idx, val = next(it)
+            if idx:
+                vectors[name] = (idx, val)
+        yield user_id, vectors, users.payloads[start + k]
+
+
+def movie_rows(movies: MoviePoints, start: int, stop: int):
+    """(movie_id, {vector name: SparseVector}, payload) for movies [start, stop)."""
+    for k in range(start, stop):
+        payload = movies.payloads[k]
+        vectors = {}
+        for name, column in movies.vectors.items():
+            vector = column[k]
+            if vector is not None and len(vector):
+                vectors[name] = vector
+        yield int(payload["movie_id"]), vectors, payload
 
 
 def rows(vectors: UserVectors, start: int, stop: int):

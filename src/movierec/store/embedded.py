@@ -3,30 +3,21 @@
 Layout under QDRANT_PATH:
     CURRENT                 {"version": ...}: the live version, replaced atomically (the "alias")
     versions/<version>/     users/ and movies/ (one EdgeShard each), meta.json, .lock,
-                            users.csr (the same user vectors as flat arrays, see below)
+                            users.csr (the same user rating vectors as flat arrays: store/csr.py)
     .ingest.lock            held by the one ingest that may run at a time
 
 A process that opens a version holds an exclusive lock on its `.lock`: a second process gets a
 clear StoreBusy error instead of a corrupted shard (qdrant-edge allows one process per shard).
 Versions that are neither live nor locked are garbage, left by a finished or killed ingest.
-
-Qdrant finds the neighbours; their rating vectors come from users.csr, the vectors the ingest
-wrote into the shard, saved beside it as flat arrays and memory-mapped by readers. Asking the
-engine for them instead returns Python lists, and turning ~10k list items into arrays costs
-about 0.4 ms a query, four times the search itself.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
-import os
 import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
@@ -34,6 +25,8 @@ import qdrant_edge as qe
 from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.errors import StoreBusy, StoreUnavailable
+from movierec.meta import IngestMeta
+from movierec.store import csr
 from movierec.store.base import (
     MovieFilter,
     MoviePoints,
@@ -42,11 +35,14 @@ from movierec.store.base import (
     StoreReader,
     StoreStatus,
     StoreWriter,
+    UserPoints,
     as_sparse,
+    movie_rows,
     named_vectors,
     new_version,
-    rows,
+    user_rows,
 )
+from movierec.store.files import FileLock, write_atomic
 from movierec.vectors import SparseVector, UserVectors
 
 CURRENT = "CURRENT"
@@ -55,94 +51,6 @@ INGEST_LOCK = ".ingest.lock"
 VERSION_LOCK = ".lock"
 META = "meta.json"
 CSR = "users.csr"
-CSR_ARRAYS = ("user_ids", "indptr", "indices", "values")
-CSR_HEADER = 4096
-
-
-class _Lock:
-    """An exclusive, non-blocking flock on a file; released on close or process death."""
-
-    def __init__(self, path: Path, what: str):
-        self.path = path
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._fd)
-            self._fd = None
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreBusy(what) from None
-            raise
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
-
-    @staticmethod
-    def try_acquire(path: Path) -> _Lock | None:
-        try:
-            return _Lock(path, "")
-        except StoreBusy:
-            return None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _save_csr(path: Path, vectors: UserVectors) -> None:
-    """The user vectors in one file (one fsync): a JSON header, then each array 64-byte aligned."""
-    layout: dict[str, dict[str, Any]] = {}
-    offset = CSR_HEADER
-    for name in CSR_ARRAYS:
-        array = getattr(vectors, name)
-        layout[name] = {"dtype": array.dtype.str, "count": int(array.size), "offset": offset}
-        offset += -(-array.nbytes // 64) * 64
-    header = json.dumps(layout).encode()
-    with open(path, "wb") as fh:
-        fh.write(header.ljust(CSR_HEADER, b" "))
-        for name in CSR_ARRAYS:
-            fh.seek(layout[name]["offset"])
-            np.ascontiguousarray(getattr(vectors, name)).tofile(fh)
-        fh.truncate(offset)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _load_csr(path: Path, users: int) -> UserVectors | None:
-    """The user vectors memory-mapped, or None when absent or not matching the shard's count."""
-    try:
-        with open(path, "rb") as fh:
-            layout = json.loads(fh.read(CSR_HEADER))
-        data = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)  # plain views: faster
-        arrays = {}
-        for name in CSR_ARRAYS:
-            spec = layout[name]
-            dtype = np.dtype(spec["dtype"])
-            start, stop = spec["offset"], spec["offset"] + spec["count"] * dtype.itemsize
-            arrays[name] = data[start:stop].view(dtype)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    vectors = UserVectors(**arrays)
-    if (len(vectors) != users or vectors.indptr.size != users + 1
-            or vectors.indices.dtype != np.uint32 or vectors.values.dtype != np.float32
-            or vectors.indices.size != vectors.values.size
-            or int(vectors.indptr[-1]) != vectors.indices.size):
-        return None
-    return vectors
 
 
 def _read_current(root: Path) -> str | None:
@@ -159,7 +67,7 @@ def collect_garbage(root: Path) -> list[str]:
     versions = root / VERSIONS
     if not versions.is_dir():
         return []
-    ingest = _Lock.try_acquire(root / INGEST_LOCK)
+    ingest = FileLock.try_acquire(root / INGEST_LOCK)
     if ingest is None:
         return []
     try:
@@ -174,18 +82,10 @@ def collect_garbage(root: Path) -> list[str]:
 SEARCH_THREADS = 1
 
 
-def _users_config() -> qe.EdgeConfig:
+def _shard_config(vector_names: tuple[str, ...]) -> qe.EdgeConfig:
     return qe.EdgeConfig(
-        sparse_vectors={schema.RATINGS_VECTOR: qe.EdgeSparseVectorParams(),
-                        schema.LIKED_VECTOR: qe.EdgeSparseVectorParams()},
+        sparse_vectors={name: qe.EdgeSparseVectorParams() for name in vector_names},
         wal_enabled=False,
-        max_search_threads=SEARCH_THREADS,
-    )
-
-
-def _movies_config() -> qe.EdgeConfig:
-    return qe.EdgeConfig(
-        sparse_vectors={schema.ITEM_VECTOR: qe.EdgeSparseVectorParams()}, wal_enabled=False,
         max_search_threads=SEARCH_THREADS,
     )
 
@@ -223,19 +123,20 @@ class _OpenVersion:
             raise StoreUnavailable(
                 f"{self.path} is incomplete; run `movierec ingest` again"
             )
-        self.lock = _Lock(
+        self.lock = FileLock(
             self.path / VERSION_LOCK,
             f"the embedded store {root} is in use by another process; stop it first, or "
             "point QDRANT_URL at a Qdrant server to share data between processes",
         )
         try:
-            self.meta: dict[str, Any] = json.loads((self.path / META).read_text())
+            self.meta = IngestMeta.from_dict(json.loads((self.path / META).read_text()),
+                                             str(self.path))
             self.users = qe.EdgeShard.load(str(self.path / "users"))
             self.movies = qe.EdgeShard.load(str(self.path / "movies"))
         except Exception as exc:
             self.lock.release()
             raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from None
-        self.vectors = _load_csr(self.path / CSR, int(self.meta.get("users", -1)))
+        self.vectors = csr.load(self.path / CSR, self.meta.users)
         self._catalog: MovieCatalog | None = None
 
     def rows(self, user_ids: list[int]) -> list[SparseVector] | None:
@@ -278,6 +179,7 @@ class _OpenVersion:
 
 class EmbeddedReader(StoreReader):
     kind = "embedded"
+    answers_in_process = True
 
     def __init__(self, root: Path, refresh_interval: float = 1.0):
         self.root = Path(root)
@@ -337,7 +239,7 @@ class EmbeddedReader(StoreReader):
         return StoreStatus(ready, users, movies, live.version,
                            "" if ready else "a collection is empty", live.meta)
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> IngestMeta:
         return self._live().meta
 
     def catalog(self) -> MovieCatalog:
@@ -426,128 +328,91 @@ class EmbeddedWriter(StoreWriter):
     def __init__(self, root: Path):
         self.root = Path(root)
         self.version: str | None = None
-        self._ingest_lock: _Lock | None = None
-        self._version_lock: _Lock | None = None
+        self._ingest_lock: FileLock | None = None
+        self._version_lock: FileLock | None = None
         self._users: qe.EdgeShard | None = None
         self._movies: qe.EdgeShard | None = None
-        self._meta: dict[str, Any] = {}
-        # The vectors written so far, for users.csr: saved only if every user was written once.
-        self._vectors: UserVectors | None = None
+        self._meta: IngestMeta | None = None
+        # The rating vectors written so far, for users.csr: saved only if every user of one
+        # UserPoints was written once.
+        self._ratings: UserVectors | None = None
         self._written = 0
-        # Users whose upsert waits for their other named vectors: (start, stop, points).
-        self._pending: tuple[int, int, list] | None = None
 
     @property
     def _path(self) -> Path:
         assert self.version
         return self.root / VERSIONS / self.version
 
-    def begin(self, meta: dict[str, Any]) -> str:
+    def begin(self, meta: IngestMeta, user_vectors: tuple[str, ...],
+              movie_vectors: tuple[str, ...]) -> str:
         (self.root / VERSIONS).mkdir(parents=True, exist_ok=True)
-        self._ingest_lock = _Lock(
+        self._ingest_lock = FileLock(
             self.root / INGEST_LOCK, f"another ingest is writing to {self.root}; wait for it"
         )
         collect_garbage_locked(self.root)
         self.version = new_version()
         self._path.mkdir()
-        self._version_lock = _Lock(self._path / VERSION_LOCK, "")
+        self._version_lock = FileLock(self._path / VERSION_LOCK, "")
         # No WAL: a staging version is only made live after flush(), and a crash before that
         # leaves garbage that the next ingest removes, never a half-written live version.
-        self._users = qe.EdgeShard.create(str(self._path / "users"), _users_config())
-        self._movies = qe.EdgeShard.create(str(self._path / "movies"), _movies_config())
+        self._users = qe.EdgeShard.create(str(self._path / "users"), _shard_config(user_vectors))
+        self._movies = qe.EdgeShard.create(str(self._path / "movies"),
+                                           _shard_config(movie_vectors))
         # Indexed payload: a genre filter in the item query costs 0.1 ms instead of 3 ms.
         kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
         for field_name, kind in schema.MOVIE_INDEXES.items():
             self._movies.update(qe.UpdateOperation.create_field_index(field_name, kinds[kind]))
-        self._meta = dict(meta, version=self.version)
+        self._meta = meta.with_version(self.version)
         return self.version
 
-    def write_users(self, vectors: UserVectors, payloads, start: int, stop: int) -> None:
+    def write_users(self, users: UserPoints, start: int, stop: int) -> None:
         assert self._users is not None
-        self._send_pending()
-        # Held back one call: when the same users' other vectors follow (write_user_vectors,
-        # as ingest.write does), both go in one upsert, 10-15% cheaper than an upsert plus an
-        # update_vectors. Python lists, not numpy slices: qdrant-edge converts a list 4x
+        # All of a user's vectors in one upsert (10-15% cheaper than an upsert plus an
+        # update_vectors). Python lists, not numpy slices: qdrant-edge converts a list 4x
         # faster than an array.
-        self._pending = (start, stop, [
-            (user_id, {schema.RATINGS_VECTOR: qe.SparseVector(idx, val)}, payload)
-            for (user_id, idx, val), payload in zip(rows(vectors, start, stop), payloads[start:stop])
-        ])
-        if self._vectors is None or self._vectors is vectors:
-            self._vectors = vectors
+        points = [
+            qe.Point(user_id, {name: qe.SparseVector(idx, val)
+                               for name, (idx, val) in vectors.items()}, payload)
+            for user_id, vectors, payload in user_rows(users, start, stop)
+        ]
+        self._users.update(qe.UpdateOperation.upsert_points(points))
+        if self._ratings is None or self._ratings is users.ratings:
+            self._ratings = users.ratings
             self._written += stop - start
         else:
             self._written = -1  # vectors from two sources: no users.csr for this version
 
-    def write_user_vectors(self, name: str, vectors: UserVectors, start: int, stop: int) -> None:
-        assert self._users is not None
-        pending = self._pending
-        if pending is not None and pending[:2] == (start, stop):
-            points = pending[2]
-            extra = list(rows(vectors, start, stop))
-            if [user_id for user_id, _, _ in extra] == [user_id for user_id, _, _ in points]:
-                for (_, named, _), (_, idx, val) in zip(points, extra):
-                    if idx:
-                        named[name] = qe.SparseVector(idx, val)
-                self._send_pending()
-                return
-        self._send_pending()
-        updates = [
-            qe.PointVectors(user_id, {name: qe.SparseVector(idx, val)})
-            for user_id, idx, val in rows(vectors, start, stop)
-            if idx
-        ]
-        if updates:
-            self._users.update(qe.UpdateOperation.update_vectors(updates))
-
-    def _send_pending(self) -> None:
-        if self._pending is not None:
-            points = [qe.Point(user_id, named, payload)
-                      for user_id, named, payload in self._pending[2]]
-            self._pending = None
-            self._users.update(qe.UpdateOperation.upsert_points(points))
-
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
         assert self._movies is not None
-        self._send_pending()
-        points = []
-        for k in range(start, stop):
-            payload = movies.payloads[k]
-            vector = movies.vectors[k] if movies.vectors is not None else None
-            vectors = {} if vector is None or not len(vector) else {
-                schema.ITEM_VECTOR: _edge_vector(vector)
-            }
-            points.append(qe.Point(int(payload["movie_id"]), vectors, payload))
+        points = [
+            qe.Point(movie_id, {name: _edge_vector(v) for name, v in vectors.items()}, payload)
+            for movie_id, vectors, payload in movie_rows(movies, start, stop)
+        ]
         self._movies.update(qe.UpdateOperation.upsert_points(points))
 
     def counts(self) -> tuple[int, int]:
         assert self._users is not None and self._movies is not None
-        self._send_pending()
         return (
             self._users.count(qe.CountRequest(exact=True)),
             self._movies.count(qe.CountRequest(exact=True)),
         )
 
     def commit(self) -> None:
-        assert self._users is not None and self._movies is not None
-        self._send_pending()
+        assert self._users is not None and self._movies is not None and self._meta is not None
         for shard in (self._users, self._movies):
             shard.flush()
             shard.close()
         self._users = self._movies = None
-        if self._vectors is not None and self._written == len(self._vectors) == self._meta.get(
-            "users"
-        ):
-            _save_csr(self._path / CSR, self._vectors)
-        _write_atomic(self._path / META, json.dumps(self._meta, indent=2).encode())
+        if self._ratings is not None and self._written == len(self._ratings) == self._meta.users:
+            csr.save(self._path / CSR, self._ratings)
+        write_atomic(self._path / META, json.dumps(self._meta.to_dict(), indent=2).encode())
         # The switch: one atomic rename. Readers see the old version or the new one, never a mix.
-        _write_atomic(self.root / CURRENT, json.dumps({"version": self.version}).encode())
+        write_atomic(self.root / CURRENT, json.dumps({"version": self.version}).encode())
         self._release_version()
         collect_garbage_locked(self.root)
         self._release_ingest()
 
     def abort(self) -> None:
-        self._pending = None
         for shard in (self._users, self._movies):
             if shard is not None:
                 try:
@@ -585,7 +450,7 @@ def collect_garbage_locked(root: Path) -> list[str]:
     for entry in versions.iterdir():
         if entry.name == live or not entry.is_dir():
             continue
-        lock = _Lock.try_acquire(entry / VERSION_LOCK)
+        lock = FileLock.try_acquire(entry / VERSION_LOCK)
         if lock is None:
             continue
         try:

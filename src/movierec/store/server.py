@@ -18,6 +18,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.errors import StoreUnavailable
+from movierec.meta import IngestMeta
 from movierec.store.base import (
     MovieFilter,
     MoviePoints,
@@ -26,12 +27,14 @@ from movierec.store.base import (
     StoreReader,
     StoreStatus,
     StoreWriter,
+    UserPoints,
     as_sparse,
+    movie_rows,
     named_vectors,
     new_version,
-    rows,
+    user_rows,
 )
-from movierec.vectors import SparseVector, UserVectors
+from movierec.vectors import SparseVector
 
 # Failures that mean "Qdrant is not there or not answering", mapped to StoreUnavailable.
 try:  # grpc is optional at run time (REST is the default)
@@ -122,7 +125,7 @@ class ServerReader(StoreReader):
         self.url = url
         self._mutex = threading.RLock()
         self._version: str | None = None
-        self._meta: dict[str, Any] | None = None
+        self._meta: IngestMeta | None = None
         self._catalog: MovieCatalog | None = None
         self._checked_at = 0.0
         self._refresh_interval = refresh_interval
@@ -179,8 +182,9 @@ class ServerReader(StoreReader):
             if self._meta is not None and users == self._collection_of_version():
                 return False
             info = self._call(self.client.get_collection, users)
-            self._meta = dict(info.config.metadata or {})
-            self._version = self._meta.get("version")
+            self._meta = IngestMeta.from_dict(dict(info.config.metadata or {}),
+                                              f"collection {users} at {self.url}")
+            self._version = self._meta.version
             self._catalog = None
             return True
 
@@ -196,9 +200,9 @@ class ServerReader(StoreReader):
             return StoreStatus(ready=False, detail=str(exc))
         ready = users > 0 and movies > 0
         return StoreStatus(ready, users, movies, self._version,
-                           "" if ready else "a collection is empty", self._meta or {})
+                           "" if ready else "a collection is empty", self._meta)
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> IngestMeta:
         self.refresh()
         assert self._meta is not None
         return self._meta
@@ -309,24 +313,18 @@ class ServerWriter(StoreWriter):
         assert self.version
         return schema.versioned(schema.MOVIES, self.version)
 
-    def begin(self, meta: dict[str, Any]) -> str:
+    def begin(self, meta: IngestMeta, user_vectors: tuple[str, ...],
+              movie_vectors: tuple[str, ...]) -> str:
         self.version = new_version()
-        meta = dict(meta, version=self.version)
-        self._call(
-            self.client.create_collection,
-            self._users,
-            vectors_config={},
-            sparse_vectors_config={schema.RATINGS_VECTOR: models.SparseVectorParams(),
-                                   schema.LIKED_VECTOR: models.SparseVectorParams()},
-            metadata=meta,
-        )
-        self._call(
-            self.client.create_collection,
-            self._movies,
-            vectors_config={},
-            sparse_vectors_config={schema.ITEM_VECTOR: models.SparseVectorParams()},
-            metadata=meta,
-        )
+        metadata = meta.with_version(self.version).to_dict()
+        for name, vectors in ((self._users, user_vectors), (self._movies, movie_vectors)):
+            self._call(
+                self.client.create_collection,
+                name,
+                vectors_config={},
+                sparse_vectors_config={v: models.SparseVectorParams() for v in vectors},
+                metadata=metadata,
+            )
         if not self.url.startswith("local:"):  # local mode has no payload indexes
             for field, kind in schema.MOVIE_INDEXES.items():
                 self._call(
@@ -335,35 +333,24 @@ class ServerWriter(StoreWriter):
                 )
         return self.version
 
-    def write_users(self, vectors: UserVectors, payloads, start: int, stop: int) -> None:
+    def write_users(self, users: UserPoints, start: int, stop: int) -> None:
         points = [
             models.PointStruct(
                 id=user_id,
-                vector={schema.RATINGS_VECTOR: models.SparseVector(indices=idx, values=val)},
+                vector={name: models.SparseVector(indices=idx, values=val)
+                        for name, (idx, val) in vectors.items()},
                 payload=payload,
             )
-            for (user_id, idx, val), payload in zip(rows(vectors, start, stop), payloads[start:stop])
+            for user_id, vectors, payload in user_rows(users, start, stop)
         ]
         self._call(self.client.upsert, self._users, points=points, wait=self._wait)
 
-    def write_user_vectors(self, name: str, vectors: UserVectors, start: int, stop: int) -> None:
-        updates = [
-            models.PointVectors(id=user_id,
-                                vector={name: models.SparseVector(indices=idx, values=val)})
-            for user_id, idx, val in rows(vectors, start, stop)
-            if idx
-        ]
-        if updates:
-            self._call(self.client.update_vectors, self._users, points=updates, wait=self._wait)
-
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
-        points = []
-        for k in range(start, stop):
-            payload = movies.payloads[k]
-            vector = movies.vectors[k] if movies.vectors is not None else None
-            vectors = {} if vector is None or not len(vector) else {schema.ITEM_VECTOR: _sparse(vector)}
-            points.append(models.PointStruct(id=int(payload["movie_id"]), vector=vectors,
-                                             payload=payload))
+        points = [
+            models.PointStruct(id=movie_id, vector={n: _sparse(v) for n, v in vectors.items()},
+                               payload=payload)
+            for movie_id, vectors, payload in movie_rows(movies, start, stop)
+        ]
         self._call(self.client.upsert, self._movies, points=points, wait=self._wait)
 
     def counts(self) -> tuple[int, int]:

@@ -14,8 +14,9 @@ const LIMITS = [5, 10, 20];
 const MAX_RATINGS = 1000;
 const SEARCH_LIMIT = 8;
 const RETRY_SECONDS = 5;
-// 3.58 is ml-1m's mean rating: 4 and 5 stars are above it (a like), 1-3 below (a dislike).
-const LIKED_FROM_STARS = 3.5;
+// From how many stars a rating is a like: the service says (GET /models, "liked_stars"); this
+// is the library's value, for a service that does not say.
+const LIKED_STARS = 3;
 const STARS_FROM_UNIT = { 1: 5, [-1]: 1 };
 
 const state = {
@@ -275,6 +276,10 @@ function setRating(id, value) {
   changed();
 }
 
+function likedStars() {
+  return (service.models && service.models.liked_stars) || LIKED_STARS;
+}
+
 function unrate(id) {
   state.ratings.delete(id);
   changed();
@@ -283,7 +288,7 @@ function unrate(id) {
 function setScale(scale) {
   if (scale === state.scale) return;
   for (const [id, v] of state.ratings) {
-    state.ratings.set(id, scale === "stars" ? STARS_FROM_UNIT[v] : (v > LIKED_FROM_STARS ? 1 : -1));
+    state.ratings.set(id, scale === "stars" ? STARS_FROM_UNIT[v] : (v >= likedStars() ? 1 : -1));
   }
   state.scale = scale;
   changed();

@@ -23,7 +23,11 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-# Chosen on the validation part of ML-1M (see evaluate.py); the served model (ingest) and
+from movierec import schema
+from movierec.schema import LIKED_STARS
+from movierec.vectors import SparseVector
+
+# Chosen on the validation part of ML-1M (movierec evaluate); the served model (ingest) and
 # `movierec evaluate` use these; ITEM_MODEL_GRID is the l2 grid around them.
 RATING_WEIGHTS: dict[float, float] = {3.0: 0.8, 4.0: 1.0, 5.0: 1.1}
 ITEM_MODEL_DEFAULTS: dict[str, Any] = {
@@ -253,14 +257,12 @@ SERVED_MAX_MOVIES = 6_000
 SERVED_MIN_LIKES = 10
 SERVED_DENSE_UP_TO = 4_000
 SERVED_TOP_M = 512
-LIKED_STARS = 3.0
 
 
-def ingest_item_vectors(dataset, stats=None) -> tuple[dict[str, Any], list]:
-    """Learn the item model from every rating of >= 3 stars; return (params, one SparseVector or
-    None per movie of `dataset.movies`, in its order). Movies outside the model get None."""
-    from movierec.vectors import SparseVector
-
+def ingest_item_vectors(dataset, stats=None) -> tuple[dict[str, Any], dict[str, list]]:
+    """Learn the item model from every liked rating (schema.LIKED_STARS and up); return (params,
+    {schema.ITEM_VECTOR: one SparseVector or None per movie of `dataset.movies`, in its order}).
+    Movies outside the model get None."""
     liked = dataset.ratings >= LIKED_STARS
     users, movies, stars = dataset.user_ids[liked], dataset.movie_ids[liked], dataset.ratings[liked]
     movie_ids, counts = np.unique(movies, return_counts=True)
@@ -282,18 +284,4 @@ def ingest_item_vectors(dataset, stats=None) -> tuple[dict[str, Any], list]:
     params = dict(model.params, movies=int(eligible.size), min_likes=SERVED_MIN_LIKES,
                   liked_stars=LIKED_STARS)
     ordered = [by_movie.get(int(m)) for m in dataset.movies["movie_id"].to_numpy()]
-    return params, ordered
-
-
-def query_weight(rating: float, scale: str, rating_weights: Mapping[str, float] | None) -> float:
-    """A person's rating as an item-model query value: a like is 1, a dislike -1 (it pushes
-    similar movies down); stars >= 3 use the model's star weights, below 3 count as dislikes."""
-    if scale == "unit":
-        return float(rating)
-    if rating < LIKED_STARS:
-        return -1.0
-    if not rating_weights:
-        return 1.0
-    stars = np.array(sorted(float(s) for s in rating_weights), dtype=np.float64)
-    values = [rating_weights[k] for k in sorted(rating_weights, key=float)]
-    return float(np.interp(rating, stars, values))
+    return params, {schema.ITEM_VECTOR: ordered}

@@ -1,0 +1,165 @@
+"""User-based filtering's two halves, in numpy: the most similar users (one sparse Qdrant query,
+in a canonical order on every store), and their ratings aggregated into movie scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from movierec import schema
+from movierec.models.base import Recommendation
+from movierec.store import MovieFilter, Neighbor, StoreReader
+from movierec.vectors import RatingStats, SparseVector
+
+MAX_NEIGHBORS = 1_000
+MAX_TIE_FETCH = 4_000
+# While the movie id range is at most this many times the ratings summed, aggregate by id.
+DENSE_RANGE_FACTOR = 64
+
+
+def similar_users(
+    store: StoreReader,
+    query: SparseVector,
+    neighbors: int,
+    exclude_user: int | None = None,
+    using: str = schema.RATINGS_VECTOR,
+) -> list[Neighbor]:
+    """The top `neighbors` users by dot product, in a canonical order.
+
+    Equal dot products are common (few query movies, five rating values), and engines order
+    ties differently; so a few extra users are fetched, each similarity is recomputed exactly
+    in float64 from the vector that was searched, and ties go to the lower user id. That makes
+    the answer identical on every store (embedded, server, local mode).
+    """
+    threshold = None
+    if using == schema.LIKED_VECTOR:
+        threshold = store.meta().rating_stats.z_at_least(schema.LIKED_STARS)
+    fetch = neighbors + max(5, neighbors // 4)
+    while True:
+        fetched = store.similar_users(query, fetch, exclude_user, using=using)
+        if not fetched:
+            return []
+        exact = _exact_scores(query, fetched, threshold)
+        ids = np.array([n.user_id for n in fetched])
+        order = np.lexsort((ids, -exact))
+        if len(fetched) < fetch or len(fetched) <= neighbors or fetch >= MAX_TIE_FETCH:
+            break
+        # Every user tied with the last neighbour must be among those fetched; the engine's
+        # float32 scores are within ~1e-6 of the exact ones, so a margin below proves it.
+        boundary = exact[order[neighbors - 1]]
+        lowest = min(p.score for p in fetched)
+        if lowest < boundary - 2e-5 * max(1.0, abs(boundary)):
+            break
+        fetch = min(fetch * 4, MAX_TIE_FETCH)
+    return [Neighbor(fetched[k].user_id, float(exact[k]), fetched[k].vector)
+            for k in order[:neighbors]]
+
+
+def _exact_scores(query: SparseVector, fetched: list[Neighbor], threshold: float | None):
+    """Dot products recomputed in float64 from the searched vectors, vectorized over all the
+    neighbours; each row sums its terms in index order, so equal inputs give equal sums."""
+    lengths = np.array([len(n.vector) for n in fetched])
+    indices = np.concatenate([n.vector.indices for n in fetched])
+    values = np.concatenate([n.vector.values for n in fetched]).astype(np.float64)
+    row = np.repeat(np.arange(len(fetched)), lengths)
+    if threshold is not None:  # the liked vector: liked movies at 1/sqrt(how many)
+        liked = values >= threshold
+        per_row = np.bincount(row, weights=liked, minlength=len(fetched))
+        # As vectors.liked_vectors stored them: computed in float64, kept as float32.
+        scale = (1.0 / np.sqrt(np.maximum(per_row, 1))).astype(np.float32).astype(np.float64)
+        values = np.where(liked, scale[row], 0.0)
+    pos = np.minimum(np.searchsorted(query.indices, indices), query.indices.size - 1)
+    hit = query.indices[pos] == indices
+    terms = np.where(hit, query.values[pos].astype(np.float64) * values, 0.0)
+    return np.bincount(row, weights=terms, minlength=len(fetched))
+
+
+@dataclass
+class Candidates:
+    """Every movie some neighbour rated, with its score and what the explanation needs."""
+
+    movies: np.ndarray  # int64 movie ids, sorted
+    scores: np.ndarray  # float64
+    raters: np.ndarray  # how many neighbours rated each
+    z_sum: np.ndarray  # sum of those neighbours' z-scored ratings
+
+
+def aggregate(neighbors: list[Neighbor], weights: np.ndarray | None = None,
+              threshold: float | None = None) -> Candidates:
+    """Per movie: the neighbours' summed z-scores (the tutorial's score) and how many rated it;
+    with `weights` (user-knn), the score is instead the sum of the weights of the neighbours
+    who liked it (z-score >= threshold)."""
+    indices = np.concatenate([n.vector.indices for n in neighbors]).astype(np.int64)
+    values = np.concatenate([n.vector.values for n in neighbors]).astype(np.float64)
+    top = int(indices.max()) + 1 if indices.size else 0
+    if indices.size and top <= DENSE_RANGE_FACTOR * indices.size:
+        # Movie ids are dense (ml-1m: 3,952 for 3,706 movies): one bincount by id, no sort.
+        counts = np.bincount(indices, minlength=top)
+        movies = np.flatnonzero(counts)
+        raters = counts[movies]
+        z_sum = np.bincount(indices, weights=values, minlength=top)[movies]
+        slot, size = indices, top
+    else:
+        movies, slot = np.unique(indices, return_inverse=True)
+        raters = np.bincount(slot, minlength=movies.size)
+        z_sum = np.bincount(slot, weights=values, minlength=movies.size)
+        size = movies.size
+    if weights is None:
+        return Candidates(movies, z_sum, raters, z_sum)
+    per_rating = np.repeat(weights, [len(n.vector) for n in neighbors])
+    liked = np.where(values >= threshold, per_rating, 0.0)
+    scores = np.bincount(slot, weights=liked, minlength=size)
+    if size != movies.size:
+        scores = scores[movies]
+    return Candidates(movies, scores, raters, z_sum)
+
+
+def movie_scores(
+    neighbors: list[Neighbor], exclude: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tutorial's scores: sum of the neighbours' normalized ratings per movie, excluded
+    movies removed, top `limit`; ties broken by movie id, so every store gives the same order."""
+    if not neighbors:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    c = aggregate(neighbors, None, None)
+    keep = ~np.isin(c.movies, exclude)
+    movies, scores = c.movies[keep], c.scores[keep]
+    top = np.lexsort((movies, -scores))[:limit]
+    return movies[top], scores[top]
+
+
+def _stars(z: float, stats: RatingStats) -> float:
+    return round(float(z * stats.std + stats.mean), 2)
+
+
+def recommendations(store: StoreReader, found: list[Neighbor], c: Candidates,
+                    excluded: np.ndarray, limit: int, movie_filter: MovieFilter,
+                    positive_only: bool = False) -> list[Recommendation]:
+    """The best `limit` candidates not excluded and passing the filters (ties by movie id), each
+    explained by how many of the neighbours rated it and how."""
+    stats = store.meta().rating_stats
+    catalog = store.catalog()
+    keep = ~np.isin(c.movies, excluded)
+    if movie_filter.filters_movies:
+        keep &= catalog.allowed(c.movies, movie_filter.genres, movie_filter.year_min,
+                                movie_filter.year_max)
+    if positive_only:
+        keep &= c.scores > 0
+    idx = np.flatnonzero(keep)
+    best = idx[np.lexsort((c.movies[idx], -c.scores[idx]))[:limit]]
+    out = []
+    for k in best.tolist():
+        movie = catalog.get(int(c.movies[k]))
+        if movie is None:
+            continue
+        raters = int(c.raters[k])
+        mean = _stars(c.z_sum[k] / raters, stats)
+        why = {
+            "text": f"rated by {raters} of your {len(found)} most similar users, "
+                    f"{mean:g} stars on average",
+            "neighbors": raters,
+            "mean_rating": mean,
+        }
+        out.append(Recommendation(movie, float(c.scores[k]), why))
+    return out

@@ -1,0 +1,70 @@
+"""POST /recommendations, GET /users/{id}/recommendations, GET /models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from movierec import recommend, schema
+from movierec.errors import QueryError
+from movierec.models import REGISTRY
+from movierec.service.routes import on_store
+from movierec.service.schemas import (
+    MAX_ID,
+    ModelList,
+    ModelName,
+    Problem,
+    RecommendationRequest,
+    RecommendationResponse,
+)
+from movierec.service.strict import StrictRoute
+from movierec.store import MovieFilter
+
+router = APIRouter(route_class=StrictRoute, tags=["recommend"])
+
+
+@router.post("/recommendations", response_model=RecommendationResponse)
+async def recommendations(request: Request, body: RecommendationRequest):
+    """Movies for a person's ratings (+1 like / -1 dislike, or 1-5 stars), with the chosen
+    model and optional genre / year filters; each with a one-line reason."""
+    try:
+        ratings = body.movie_ratings()
+    except ValueError as exc:
+        raise QueryError(str(exc)) from None
+    if body.year_min is not None and body.year_max is not None and body.year_min > body.year_max:
+        raise QueryError("year_min is after year_max")
+    movie_filter = MovieFilter(genres=tuple(body.genres), year_min=body.year_min,
+                               year_max=body.year_max)
+    answer = await on_store(request, "recommend", recommend.recommend, ratings, limit=body.limit,
+                            neighbors=body.neighbors, scale=body.scale, model=body.model,
+                            movie_filter=movie_filter)
+    return _answer(answer)
+
+
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse,
+            responses={404: {"model": Problem}})
+async def user_recommendations(
+    request: Request,
+    user_id: Annotated[int, Path(ge=0, le=MAX_ID)],
+    limit: Annotated[int, Query(ge=1, le=recommend.MAX_LIMIT)] = 5,
+    neighbors: Annotated[int | None, Query(ge=1, le=recommend.MAX_NEIGHBORS)] = None,
+    model: Annotated[ModelName, Query()] = REGISTRY.for_users,
+):
+    """Movies for an existing MovieLens user, excluding what they rated."""
+    answer = await on_store(request, "recommend_for_user", recommend.recommend_for_user, user_id,
+                            limit=limit, neighbors=neighbors, model=model)
+    return _answer(answer)
+
+
+@router.get("/models", response_model=ModelList)
+async def models(request: Request):
+    """The models the live data supports, best first; `default` is used when none is named."""
+    names = await on_store(request, "models", recommend.available_models)
+    return {"default": names[0], "liked_stars": schema.LIKED_STARS, "models": [
+        {"name": n, "description": REGISTRY.get(n).description, "filters": True} for n in names]}
+
+
+def _answer(answer: recommend.Answer) -> dict:
+    return {"model": answer.model, "neighbors": answer.neighbors,
+            "items": [r.to_dict() for r in answer.items]}

@@ -1,0 +1,210 @@
+"""Every registered model passes the same contract, on the real embedded store with ml-1m (the
+way implicit's RecommenderBaseTestMixin gives every model one suite); then what each model does
+of its own: explanations, filters, dislikes, parameters. No HTTP here: that is test_service.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movierec import recommend, schema
+from movierec.errors import NotFoundError, QueryError
+from movierec.models import REGISTRY
+from movierec.models.tutorial import EXAMPLE_DISLIKES, EXAMPLE_LIKES, example_ratings
+from movierec.store import MovieFilter
+
+pytestmark = pytest.mark.ml1m
+
+MATRIX_FANS = {2571: 1.0, 260: 1.0, 1196: 1.0, 296: -1.0}
+
+
+@pytest.fixture(scope="module")
+def store(ml1m_full_embedded):
+    return ml1m_full_embedded
+
+
+@pytest.fixture(params=REGISTRY.names())
+def model(request):
+    return request.param
+
+
+class TestEveryModel:
+    """The contract: what any model answers, whichever it is."""
+
+    def test_it_is_served_by_an_ingest_with_no_flags(self, store, model):
+        assert model in recommend.available_models(store)
+
+    def test_answers_unrated_catalog_movies_best_first(self, store, model):
+        answer = recommend.recommend(store, example_ratings(), limit=10, model=model)
+        assert answer.model == model
+        ids = [r.movie.movie_id for r in answer.items]
+        assert len(ids) == 10 and len(set(ids)) == 10
+        assert not set(ids) & set(example_ratings())
+        assert store.catalog().unknown(ids) == []
+        scores = [r.score for r in answer.items]
+        assert scores == sorted(scores, reverse=True)
+        assert all(np.isfinite(scores))
+        assert all(r.why["text"] for r in answer.items)
+
+    def test_the_same_question_gets_the_same_answer(self, store, model):
+        def ask():
+            answer = recommend.recommend(store, MATRIX_FANS, limit=20, model=model)
+            return [(r.movie.movie_id, r.score) for r in answer.items]
+
+        assert ask() == ask()
+
+    def test_excluded_movies_are_never_answered(self, store, model):
+        first = recommend.recommend(store, MATRIX_FANS, limit=5, model=model)
+        banned = tuple(r.movie.movie_id for r in first.items)
+        again = recommend.recommend(store, MATRIX_FANS, limit=5, model=model, exclude=banned)
+        assert not set(banned) & {r.movie.movie_id for r in again.items}
+
+    def test_genre_and_year_filters_hold(self, store, model):
+        only = MovieFilter(genres=("Comedy", "Romance"), year_min=1990, year_max=1995)
+        answer = recommend.recommend(store, {2571: 1, 260: 1, 1: 1}, limit=10, model=model,
+                                     movie_filter=only)
+        assert len(answer.items) == 10
+        for r in answer.items:
+            assert {"Comedy", "Romance"} & set(r.movie.genres), r.movie
+            assert 1990 <= r.movie.year <= 1995, r.movie
+
+    def test_star_ratings_are_accepted(self, store, model):
+        stars = {2571: 5.0, 260: 4.5, 1196: 4.0, 296: 1.0}
+        answer = recommend.recommend(store, stars, limit=5, scale="stars", model=model)
+        assert len(answer.items) == 5 and not set(stars) & {r.movie.movie_id for r in answer.items}
+
+    def test_an_existing_user_never_gets_a_movie_they_rated(self, store, model, ml1m):
+        rated = set(ml1m.movie_ids[ml1m.user_ids == 1].tolist())
+        answer = recommend.recommend_for_user(store, 1, limit=10, model=model)
+        assert answer.model == model
+        ids = {r.movie.movie_id for r in answer.items}
+        assert len(ids) == 10 and not rated & ids
+
+    def test_an_unknown_parameter_is_refused_in_one_line(self, store, model):
+        with pytest.raises(QueryError, match=f"model '{model}' takes no parameter 'colour'"):
+            recommend.recommend(store, MATRIX_FANS, model=model, colour="red")
+
+
+def test_the_registry_is_every_list_of_models():
+    from movierec.cli import build_parser
+    from movierec.service.schemas import RecommendationRequest
+
+    names = REGISTRY.names()
+    assert names == ["blend", "item", "user-knn", "tutorial", "popular"]
+    enum = RecommendationRequest.model_json_schema()["properties"]["model"]["anyOf"][0]["enum"]
+    assert enum == names
+    recommend_cmd = build_parser()._subparsers._group_actions[0].choices["recommend"]
+    model_arg = next(a for a in recommend_cmd._actions if a.dest == "model")
+    assert list(model_arg.choices) == names
+    assert REGISTRY.user_vector_names() == (schema.RATINGS_VECTOR, schema.LIKED_VECTOR)
+    assert REGISTRY.movie_vector_names() == (schema.ITEM_VECTOR,)
+
+
+def test_an_unknown_model_is_refused_naming_the_registered_ones(store):
+    with pytest.raises(QueryError, match="unknown model 'svd': choose one of blend, item, "
+                                         "user-knn, tutorial, popular"):
+        recommend.recommend(store, MATRIX_FANS, model="svd")
+
+
+def test_the_default_for_a_new_person_is_the_first_registered_model_in_the_data(store):
+    assert recommend.default_model(store) == "blend"
+    assert recommend.recommend(store, MATRIX_FANS).model == "blend"
+
+
+def test_the_default_for_an_existing_user_is_the_tutorial(store):
+    assert recommend.recommend_for_user(store, 1).model == REGISTRY.for_users == "tutorial"
+
+
+def test_an_unknown_user_is_not_found(store):
+    with pytest.raises(NotFoundError, match="no user 999999 in the dataset"):
+        recommend.recommend_for_user(store, 999_999)
+
+
+# --- the item model --------------------------------------------------------------------------
+
+
+def test_item_model_explains_with_the_persons_liked_movies(store):
+    answer = recommend.recommend(store, MATRIX_FANS, limit=5, model="item")
+    assert answer.neighbors == 0
+    liked = {m for m, r in MATRIX_FANS.items() if r > 0}
+    titles = {m.movie_id: m.title for m in store.catalog().take(sorted(liked))}
+    for r in answer.items:
+        assert r.score > 0
+        assert r.why["movies"] and set(r.why["movies"]) <= liked
+        assert r.why["text"] == "because you liked " + _joined([titles[m] for m in r.why["movies"]])
+
+
+def test_item_model_dislike_pushes_similar_movies_down(store):
+    """Disliking The Empire Strikes Back sinks Return of the Jedi for a Star Wars fan."""
+    liked = {260: 1.0, 2571: 1.0}
+    base = {r.movie.movie_id: r.score for r in
+            recommend.recommend(store, liked, limit=100, model="item").items}
+    disliked = {r.movie.movie_id: r.score for r in
+                recommend.recommend(store, {**liked, 1196: -1.0}, limit=100, model="item").items}
+    assert 1210 in base
+    assert disliked.get(1210, -np.inf) < base[1210]
+
+
+def test_item_model_stars_below_three_are_dislikes_and_three_up_are_weighted_likes(store):
+    from movierec.models.item import query_weight
+
+    weights = store.meta().models["item"]["rating_weights"]
+    assert [query_weight(s, "stars", weights) for s in (1, 2.5, 3, 4, 4.5, 5)] == [
+        -1.0, -1.0, 0.8, 1.0, pytest.approx(1.05), 1.1]
+    assert query_weight(-0.5, "unit", weights) == -0.5
+
+
+# --- user-knn --------------------------------------------------------------------------------
+
+
+def test_user_knn_explains_with_its_hundred_similar_users(store):
+    answer = recommend.recommend(store, MATRIX_FANS, limit=3, model="user-knn")
+    assert answer.neighbors == 100
+    for r in answer.items:
+        why = r.why
+        assert why["text"] == (f"rated by {why['neighbors']} of your 100 most similar users, "
+                               f"{why['mean_rating']:g} stars on average")
+        assert 0 < why["neighbors"] <= 100 and 1 <= why["mean_rating"] <= 5
+
+
+def test_user_knn_neighbours_and_power_are_parameters(store):
+    few = recommend.recommend(store, MATRIX_FANS, limit=5, model="user-knn", neighbors=10,
+                              knn_power=1.0)
+    assert few.neighbors == 10
+    with pytest.raises(QueryError, match="neighbors must be between 1 and 1000, got 0"):
+        recommend.recommend(store, MATRIX_FANS, model="user-knn", neighbors=0)
+
+
+def test_user_knn_counts_three_stars_as_a_like_everywhere(store):
+    """The liked threshold is one number: the stored liked vectors and the query agree."""
+    from movierec.models.base import Person
+
+    stats = store.meta().rating_stats
+    person = Person({1: 3.0, 2: 2.5}, "stars")
+    assert person.signed(stats) == {1: 1.0, 2: -1.0}
+    assert stats.z_at_least(schema.LIKED_STARS) < stats.normalize(np.array(3.0))
+
+
+# --- the tutorial ----------------------------------------------------------------------------
+
+
+def test_tutorial_example_is_the_reference_query():
+    assert example_ratings() == recommend.tutorial_query(EXAMPLE_LIKES, EXAMPLE_DISLIKES)
+    assert len(EXAMPLE_LIKES) == 6 and len(EXAMPLE_DISLIKES) == 5
+
+
+def _joined(titles: list[str]) -> str:
+    return titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
+
+
+# --- popular ---------------------------------------------------------------------------------
+
+
+def test_popular_answers_the_most_rated_unrated_movies_with_filters(store, ml1m):
+    counts = np.bincount(ml1m.movie_ids)
+    most = np.lexsort((np.arange(counts.size), -counts))[:6].tolist()
+    assert most[0] == 2858  # American Beauty (1999), 3,428 ratings
+    answer = recommend.recommend(store, {most[0]: 1.0}, limit=5, model="popular")
+    assert [r.movie.movie_id for r in answer.items] == most[1:]
+    assert [r.score for r in answer.items] == [float(counts[m]) for m in most[1:]]
+    assert answer.items[0].why["text"].startswith(f"popular: rated by {counts[most[1]]:,} people")
