@@ -411,8 +411,8 @@ def people_models(quick: bool = False) -> list[PeopleModel]:
 EASE_GRID = (200.0, 800.0, 3200.0)
 # The default's grid, tuned on validation people: how many ratings it takes for the person's
 # own part to weigh as much as the popularity prior, and the similar users' share of that part.
-BLEND_PRIOR_RATINGS = (2.0, 4.0)
-BLEND_KNN_SHARES = (0.5, 0.7)
+BLEND_PRIOR_RATINGS = (2.0,)
+BLEND_KNN_SHARES = (0.5, 0.65)
 # user-knn for new people: its served power, neighbours tuned (each setting costs a query per
 # person and k, and power 1 lost to 2 in every earlier run).
 USER_KNN_PEOPLE_GRID = tuple({"neighbors": n, "knn_power": 2.0} for n in (50, 100, 200))

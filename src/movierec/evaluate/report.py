@@ -219,17 +219,16 @@ def format_people_table(results: Sequence[ModelResult]) -> str:
 
 
 def plot_people(results: Sequence[ModelResult], path: str | Path, title: str) -> None:
-    """recall@20 against k (log axis), one line per model, 95% intervals shaded."""
+    """recall@20 against k (log axis), one line per model, 95% intervals of the mean shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for r in results:
+    for i, r in enumerate(results):  # the default is listed first: drawn thicker
         ks, y, half = np.array(r.test.ks), r.test.at("recall"), r.test.interval("recall")
-        (line,) = ax.plot(ks, y, marker="o", label=r.model,
-                          linewidth=2.4 if r.model.startswith("new-people") else 1.4)
+        (line,) = ax.plot(ks, y, marker="o", label=r.model, linewidth=2.6 if i == 0 else 1.4)
         ax.fill_between(ks, y - half, y + half, color=line.get_color(), alpha=0.08)
     ax.set_xscale("log")
     ax.set_xticks(results[0].test.ks, [str(k) for k in results[0].test.ks])

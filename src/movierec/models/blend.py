@@ -32,8 +32,8 @@ class BlendModel(Model):
                    "blended with the item model and 50 similar users' likes; dislikes push "
                    "similar movies down")
     # Chosen on the validation people of `movierec evaluate --protocol new-people` (ml-1m).
-    params = {"prior_ratings": 2.0, "knn_share": 0.6, "neighbors": 50, "quality": 2.0,
-              "dislike_weight": 0.3, "candidates": 100}
+    params = {"prior_ratings": 2.0, "knn_share": 0.5, "neighbors": 50, "quality": 2.0,
+              "mean_power": 1.0, "dislike_weight": 0.3, "candidates": 100}
     user_vectors = (schema.RATINGS_VECTOR, schema.LIKED_VECTOR)
     movie_vectors = (schema.ITEM_VECTOR,)
 
@@ -52,7 +52,7 @@ class BlendModel(Model):
         mf = ask.movie_filter
         search = MovieFilter(tuple(excluded.tolist()), mf.genres, mf.year_min, mf.year_max) \
             if mf.filters_movies else MovieFilter()
-        ids, prior, order = _prior(catalog, float(p["quality"]))
+        ids, prior, order, mean = _prior(catalog, float(p["quality"]))
         if mf.filters_movies:
             ranked = ids[order[catalog.allowed(ids[order], mf.genres, mf.year_min, mf.year_max)]]
         else:
@@ -73,8 +73,11 @@ class BlendModel(Model):
 
         found, knn_ids, knn_scores, knn_raters = [], np.zeros(0, dtype=np.int64), None, None
         if p["knn_share"] and likes.size:
-            found = similar_users(store, liked_query(signed), int(p["neighbors"]),
-                                  person.user_id, using=schema.LIKED_VECTOR)
+            # Likes only: with a dislike at -1, the people who liked it drop out of the
+            # neighbours (measured: recall@20 lower at every k, most with few ratings).
+            found = similar_users(store, liked_query({m: 1.0 for m in likes.tolist()}),
+                                  int(p["neighbors"]), person.user_id,
+                                  using=schema.LIKED_VECTOR)
             if found:
                 similarity = np.maximum(np.array([n.score for n in found]), 0.0)
                 c = aggregate(found, similarity**2,
@@ -102,6 +105,11 @@ class BlendModel(Model):
             (1 - share) * (1 - knn_share) * item,
             (1 - share) * knn_share * knn,
         ])
+        if p["mean_power"]:
+            # Every part times ((rating_mean - 1) / 4) ** mean_power: among movies the person
+            # would watch, the well-rated ones are the ones they are likely to like.
+            contributions = contributions * mean[np.searchsorted(ids, candidates)] ** float(
+                p["mean_power"])
         score = contributions.sum(axis=0)
         dislikes = movies[sign < 0]
         if has_item and dislikes.size and p["dislike_weight"] and score.size:
@@ -117,18 +125,20 @@ class BlendModel(Model):
             likes, item_ids, found, knn_ids, knn_raters))
 
 
-def _prior(catalog: MovieCatalog, quality: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _prior(catalog: MovieCatalog, quality: float):
     """Each movie's popularity prior in [0, 1]: its rating count over the largest, times
     ((rating_mean - 1) / 4) ** quality (a well-rated movie is more likely liked than disliked),
-    scaled so the best is 1; with the catalog's ids and their order by prior (ties by id)."""
+    scaled so the best is 1; with the catalog's ids, their order by prior (ties by id) and
+    (rating_mean - 1) / 4 itself."""
     cached = _PRIORS.setdefault(catalog, {})
     if quality not in cached:
         movies = catalog.take(catalog.ids)
         counts = np.array([m.rating_count for m in movies], dtype=np.float64)
         means = np.array([m.rating_mean if m.rating_mean is not None else 1.0 for m in movies])
-        prior = counts * np.clip((means - 1.0) / 4.0, 0.0, 1.0) ** quality
+        mean = np.clip((means - 1.0) / 4.0, 0.0, 1.0)
+        prior = counts * mean**quality
         prior /= max(prior.max(), 1e-12)
-        cached[quality] = (catalog.ids, prior, np.lexsort((catalog.ids, -prior)))
+        cached[quality] = (catalog.ids, prior, np.lexsort((catalog.ids, -prior)), mean)
     return cached[quality]
 
 
