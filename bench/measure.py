@@ -1,4 +1,5 @@
-"""Measurement helpers shared by the benchmarks: timers, percentiles, the machine, tables."""
+"""Measurement helpers of the benchmarks: timers, child processes, the machine, tables
+(latency samples and percentiles: harness.latency)."""
 
 from __future__ import annotations
 
@@ -6,62 +7,18 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Samples:
-    """Durations in seconds; summaries in the unit asked for."""
-
-    seconds: list[float] = field(default_factory=list)
-
-    def add(self, value: float) -> None:
-        self.seconds.append(value)
-
-    def pct(self, q: float) -> float:
-        return float(np.percentile(self.seconds, q)) if self.seconds else float("nan")
-
-    @property
-    def p50(self) -> float:
-        return self.pct(50)
-
-    @property
-    def p99(self) -> float:
-        return self.pct(99)
-
-    def summary(self, scale: float = 1e3) -> dict:
-        return {"n": len(self.seconds), "p50": self.p50 * scale, "p99": self.p99 * scale,
-                "min": min(self.seconds) * scale if self.seconds else float("nan")}
-
-
-def timed(fn, *args, **kwargs) -> tuple[float, object]:
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - start, out
-
-
-def repeat(fn, n: int, warmup: int = 3, budget: float | None = None) -> Samples:
-    """Run fn n times (after a warmup), or until `budget` seconds have passed."""
-    for _ in range(warmup):
-        fn()
-    samples = Samples()
-    deadline = None if budget is None else time.perf_counter() + budget
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.add(time.perf_counter() - start)
-        if deadline is not None and time.perf_counter() > deadline and len(samples.seconds) >= 5:
-            break
-    return samples
 
 
 def peak_rss_mb() -> float:
@@ -122,6 +79,56 @@ def machine(workdir: Path) -> dict:
         "packages": {p: _version(p) for p in ("numpy", "scipy", "pandas", "qdrant-edge-py",
                                                "qdrant-client", "fastapi", "uvicorn")},
     }
+
+
+@dataclass(frozen=True)
+class Process:
+    """A finished child process: how long it ran, its own peak RSS, and what it printed."""
+
+    seconds: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# Linux starts a forked child's peak RSS at its parent's RSS at the fork, and exec keeps it; so
+# the command is forked from this small launcher, not from the benchmark (hundreds of MiB),
+# which reports the command's own rusage (wait4) and wall time on its last stderr line.
+_LAUNCHER = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write("\\n" + json.dumps({"seconds": time.perf_counter() - start,
+    "maxrss_kib": usage.ru_maxrss, "returncode": os.waitstatus_to_exitcode(status)}) + "\\n")
+"""
+
+
+def run_process(args: list[str], env: dict | None = None, timeout: float = 3600) -> Process:
+    """Run a command as a person would (its own process): its wall time from start to exit and
+    its peak RSS from the kernel's accounting (wait4), not from sampling."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *args], stdout=out,
+                                stderr=err, cwd=ROOT, env={**os.environ, **(env or {})},
+                                start_new_session=True)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    body, _, last = stderr.rstrip("\n").rpartition("\n")
+    try:
+        usage = json.loads(last)
+    except ValueError:  # killed before it could report
+        return Process(float(timeout), float("nan"), -9, stdout, stderr)
+    return Process(usage["seconds"], usage["maxrss_kib"] / 1024, usage["returncode"], stdout,
+                   body)
 
 
 def run_json(args: list[str], env: dict | None = None, timeout: float = 3600) -> dict:

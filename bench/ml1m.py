@@ -1,63 +1,112 @@
-"""MovieLens-1M in one process: the tutorial's pipeline, movierec, and the numpy/scipy floor,
-side by side, interleaved round by round so that machine noise hits all of them alike."""
+"""MovieLens-1M: the default path first -- `movierec ingest --dataset ml-1m` as a person runs
+it, and the answer a request without options gets -- then every served model, with the
+tutorial's own pipeline and the numpy/scipy floor beside them, interleaved round by round so
+that machine noise hits all of them alike."""
 
 from __future__ import annotations
 
+import cProfile
 import gc
-import inspect
+import importlib
+import pstats
+import re
 import shutil
+import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from bench import proposals
 from bench import tutorial_baseline as tb
 from bench.floor import Floor
-from bench.measure import Samples, repeat
+from bench.measure import ROOT, run_process
+from harness.latency import over, repeat
+from harness.queries import TUTORIAL_RATINGS, popular_pool, random_people
 from movierec import ingest, movielens, recommend
+from movierec.models import REGISTRY
 from movierec.config import Settings
-from movierec.store import open_reader
-from movierec.vectors import RatingStats, user_vectors
+from movierec.store import open_reader, open_writer
+from movierec.vectors import RatingStats, query_vector, user_vectors
 
-LIKES = [2571, 329, 260, 1, 356, 2116]
-DISLIKES = [2288, 1721, 296, 1291, 1036]
-MY_RATINGS = {m: 1 for m in LIKES} | {m: -1 for m in DISLIKES}
 REFERENCE_TOP5 = [1196, 1210, 1197, 1198, 2762]
-
-
-# recommend.recommend grew a `model` argument (its default model may not be the tutorial's);
-# looked up once: inspect.signature costs 14 us, a third of a store query.
-_HAS_MODEL = "model" in inspect.signature(recommend.recommend).parameters
-
-
-def tutorial_recommend(store, ratings, **kwargs):
-    """recommend.recommend in the tutorial's mode (the library's default model may differ)."""
-    if _HAS_MODEL:
-        kwargs.setdefault("model", "tutorial")
-    return recommend.recommend(store, ratings, **kwargs)
+DEFAULT = "default"  # the label of an answer asked without naming a model
+NEW_PERSON_RATINGS = (1, 5, 20)
 
 
 def settings_for(path: Path) -> Settings:
     return Settings(qdrant_url=None, qdrant_api_key=None, qdrant_path=path, movielens_dir=None)
 
 
-def ingest_movierec(data: Path, store: Path) -> dict:
-    """The project's ingest into a fresh embedded store, then open it and answer one query."""
+def movierec_command() -> str:
+    return str(Path(sys.executable).parent / "movierec")
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+_TIMINGS = re.compile(r"(\w+) ([\d.]+)s")
+
+
+def ingest_process(data: Path, store: Path, *flags: str, dataset: str = "ml-1m",
+                   timeout: float = 3600) -> dict:
+    """`movierec ingest --dataset ml-1m` in its own process into a fresh embedded store: wall
+    time from start to exit (imports and the interpreter included), its peak RSS, and the
+    stages it reports itself."""
+    shutil.rmtree(store, ignore_errors=True)
+    done = run_process([movierec_command(), "ingest", "--dataset", dataset, "--data", str(data),
+                        *flags],
+                       env={"QDRANT_PATH": str(store), "QDRANT_URL": "", "MOVIELENS_DIR": ""},
+                       timeout=timeout)
+    if done.returncode != 0:
+        what = " ".join(["movierec ingest", *flags])
+        why = (f"killed after its {timeout:g} s limit" if done.returncode == -9
+               else f"exit {done.returncode}: {done.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"{what} failed ({why})")
+    reported = done.stdout.rsplit("(version", 1)[-1]
+    stages = {k: float(v) for k, v in _TIMINGS.findall(reported)}
+    return {"total": done.seconds, "peak_rss_mb": done.peak_rss_mb,
+            "reported": stages, "startup": done.seconds - stages.get("total", 0.0)}
+
+
+def learners() -> list[tuple[str, object]]:
+    """(model, its trainer) for each registered model that learns at ingest: what `movierec
+    ingest` without --no-item-model runs besides building the user vectors."""
+    out = []
+    for model in REGISTRY:
+        if model.trainer:
+            module, _, function = model.trainer.partition(":")
+            out.append((model.name, getattr(importlib.import_module(module), function)))
+    return out
+
+
+def ingest_stages(data: Path, store: Path) -> dict:
+    """The default ingest in this process, stage by stage: parse, prepare (validation,
+    z-scores, sparse vectors, payloads, and learning), writing, and opening the store to give
+    the first default answer ("ready"). Learning is also timed alone, each learned model once,
+    so "vectors" is prepare without it."""
     shutil.rmtree(store, ignore_errors=True)
     settings = settings_for(store)
     start = time.perf_counter()
-    report = ingest.run(settings, "ml-1m", data, progress=False)
+    dataset = movielens.load(data, "ml-1m")
+    parsed = time.perf_counter()
+    prepared = ingest.prepare(dataset)
+    built = time.perf_counter()
+    stats = RatingStats.of(dataset.ratings)
+    learning = {}
+    for name, trainer in learners():
+        t = time.perf_counter()
+        trainer(dataset, stats)
+        learning[f"learning {name}"] = time.perf_counter() - t
+    del dataset
+    t = time.perf_counter()
+    ingest.write(open_writer(settings), prepared, progress=False)
     written = time.perf_counter()
-    reader = open_reader(settings)
-    answer = tutorial_recommend(reader, recommend.tutorial_query(LIKES, DISLIKES))
+    with open_reader(settings) as reader:
+        recommend.recommend(reader, TUTORIAL_RATINGS, limit=10)
     ready = time.perf_counter()
-    reader.close()
-    assert [r.movie.movie_id for r in answer.items] == REFERENCE_TOP5
-    s = report.seconds
-    return {"parse": s["parse"], "vectors": s["vectors"], "write": s["write"],
-            "ready": ready - written, "total": ready - start}
+    return {"parse": parsed - start, "vectors": built - parsed - sum(learning.values()),
+            **learning, "learning": sum(learning.values()), "write": written - t,
+            "ready": ready - written, "total": (parsed - start) + (built - parsed)
+            + (ready - t)}
 
 
 def ingest_tutorial(data: Path):
@@ -70,7 +119,7 @@ def ingest_tutorial(data: Path):
     client = tb.QdrantClient(":memory:")
     tb.upload(client, users, vectors)
     written = time.perf_counter()
-    top = tb.recommend(client, movies, MY_RATINGS)
+    top = tb.recommend(client, movies, TUTORIAL_RATINGS)
     ready = time.perf_counter()
     assert top[0][0].startswith("Star Wars: Episode V")
     times = {"parse": parsed - start, "vectors": built - parsed, "write": written - built,
@@ -87,8 +136,7 @@ def ingest_floor(data: Path):
                            RatingStats.of(dataset.ratings))
     floor = Floor(vectors)
     built = time.perf_counter()
-    best, _ = floor.recommend(np.array(sorted(LIKES + DISLIKES)),
-                              np.array([MY_RATINGS[m] for m in sorted(LIKES + DISLIKES)]))
+    best, _ = floor.recommend(*_arrays(TUTORIAL_RATINGS))
     ready = time.perf_counter()
     assert best.tolist() == REFERENCE_TOP5
     return {"parse": parsed - start, "vectors": built - parsed, "write": 0.0,
@@ -96,192 +144,165 @@ def ingest_floor(data: Path):
 
 
 def _median(runs: list[dict]) -> dict:
-    return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+    return {k: float(np.median([r[k] for r in runs])) for k in runs[0]
+            if isinstance(runs[0][k], float)}
 
 
-def run_ingest(data: Path, workdir: Path, rounds: int, tmpfs: bool = True) -> dict:
-    """`rounds` interleaved rounds of the three pipelines; medians in seconds."""
-    runs: dict[str, list[dict]] = {"tutorial": [], "movierec": [], "floor": []}
-    if tmpfs and Path("/dev/shm").is_dir():
-        runs["movierec_tmpfs"] = []
+def run_ingest(data: Path, store: Path, rounds: int) -> dict:
+    """`rounds` interleaved rounds: the tutorial's pipeline, the default ingest in-process stage
+    by stage, the ingest without the item model, the default ingest as a process, the floor.
+    `store` holds the last default ingest's store at the end."""
+    runs: dict[str, list[dict]] = {"tutorial": [], "default": [], "default_stages": [],
+                                   "no_item_model": [], "floor": []}
     for _ in range(rounds):
         gc.collect()
-        times, _, _ = ingest_tutorial(data)
-        runs["tutorial"].append(times)
+        runs["tutorial"].append(ingest_tutorial(data)[0])
         gc.collect()
-        runs["movierec"].append(ingest_movierec(data, workdir / "ingest-store"))
+        runs["default_stages"].append(ingest_stages(data, store))
         gc.collect()
-        times, _ = ingest_floor(data)
-        runs["floor"].append(times)
-        if "movierec_tmpfs" in runs:
-            gc.collect()
-            shm = Path("/dev/shm") / f"movierec-bench-{workdir.name}"
-            try:
-                runs["movierec_tmpfs"].append(ingest_movierec(data, shm))
-            finally:
-                shutil.rmtree(shm, ignore_errors=True)
+        runs["no_item_model"].append(ingest_process(data, store, "--no-item-model"))
+        gc.collect()
+        runs["default"].append(ingest_process(data, store))
+        gc.collect()
+        runs["floor"].append(ingest_floor(data)[0])
     medians = {name: _median(r) for name, r in runs.items()}
+    medians["default"]["reported"] = _median([r["reported"] for r in runs["default"]])
     return {"rounds": rounds, "median_s": medians, "runs": runs,
-            "speedup_vs_tutorial": medians["tutorial"]["total"] / medians["movierec"]["total"]}
+            "speedup_vs_tutorial": medians["tutorial"]["total"] / medians["default"]["total"]}
 
 
-def _random_queries(reader, count: int, seed: int = 7) -> list[dict[int, float]]:
-    """Like a person's ratings: 1 to 15 of the 1,000 most rated movies, liked or disliked."""
-    rng = np.random.default_rng(seed)
-    catalog = reader.catalog()
-    counts = np.array([m.rating_count for m in catalog.take(catalog.ids)])
-    pool = catalog.ids[np.argsort(-counts, kind="stable")[:1000]]
-    queries = []
-    for _ in range(count):
-        n = int(rng.integers(1, 16))
-        picked = rng.choice(pool, size=n, replace=False)
-        signs = rng.choice([-1.0, 1.0], size=n)
-        queries.append({int(m): float(s) for m, s in zip(picked, signs)})
-    return queries
-
-
-def run_recommend(data: Path, workdir: Path, n: int, n_tutorial: int, n_random: int) -> dict:
-    """One recommendation in-process: the tutorial's, movierec's (as it is, and with the
-    proposed recommend.py), and the floor; the tutorial query and random ones."""
-    store = workdir / "ingest-store"
-    if not (store / "CURRENT").exists():
-        ingest_movierec(data, store)
-    _, client, movies = ingest_tutorial(data)
-    _, floor = ingest_floor(data)
-    reader = open_reader(settings_for(store))
-    tutorial_query = recommend.tutorial_query(LIKES, DISLIKES)
-    q_idx = np.array(sorted(tutorial_query))
-    q_val = np.array([tutorial_query[m] for m in q_idx])
-    out: dict = {}
-    try:
-        query = recommend.validate_ratings(reader, tutorial_query, "unit")
-        fetched = reader.similar_users(query, 25)
-        found = recommend.similar_users(reader, query, 20)
-        stages = {
-            "validate (catalog check, query vector)":
-                lambda: recommend.validate_ratings(reader, tutorial_query, "unit"),
-            "store.similar_users: Qdrant query + vectors (25 users)":
-                lambda: reader.similar_users(query, 25),
-            "recommend.similar_users (+ exact re-scoring, ties)":
-                lambda: recommend.similar_users(reader, query, 20),
-        }
-        if hasattr(recommend, "_exact_scores"):
-            stages["recommend._exact_scores (25 users)"] = \
-                lambda: recommend._exact_scores(query, fetched, None)
-        if hasattr(recommend, "_aggregate"):
-            stages["recommend._aggregate (20 users)"] = lambda: recommend._aggregate(found)
-        stages["recommend (the whole call)"] = lambda: tutorial_recommend(reader, tutorial_query)
-        out["stages_us"] = {name: repeat(fn, n).summary(1e6) for name, fn in stages.items()}
-        tutorial = repeat(lambda: tb.recommend(client, movies, MY_RATINGS), n_tutorial, warmup=1)
-        ours = repeat(lambda: tutorial_recommend(reader, tutorial_query), n)
-        with proposals.patched():
-            proposed = repeat(lambda: tutorial_recommend(reader, tutorial_query), n)
-            top = [r.movie.movie_id for r in tutorial_recommend(reader, tutorial_query).items]
-        assert top == REFERENCE_TOP5
-        floor_inv = repeat(lambda: floor.recommend(q_idx, q_val), n)
-        floor_brute = repeat(lambda: floor.recommend(q_idx, q_val, inverted=False), n)
-        out["tutorial_query_ms"] = {
-            "tutorial": tutorial.summary(), "movierec": ours.summary(),
-            "movierec_with_proposals": proposed.summary(),
-            "floor_inverted": floor_inv.summary(), "floor_brute": floor_brute.summary(),
-        }
-        default = _default_model(reader)
-        if default != "tutorial":
-            out["default_model"] = default
-            out["tutorial_query_ms"]["movierec_default_model"] = repeat(
-                lambda: recommend.recommend(reader, tutorial_query), n).summary()
-        out["speedup_vs_tutorial"] = tutorial.p50 / ours.p50
-        out["speedup_with_proposals"] = tutorial.p50 / proposed.p50
-        # Random queries: the spread a service sees (p99 over many different queries).
-        queries = _random_queries(reader, n_random)
-        runners = {
-            "movierec": (lambda q: tutorial_recommend(reader, q), _nothing),
-            "movierec_with_proposals": (lambda q: tutorial_recommend(reader, q),
-                                        proposals.patched),
-            "floor_inverted": (lambda q: floor.recommend(*_arrays(q)), _nothing),
-        }
-        if default != "tutorial":
-            runners["movierec_default_model"] = (lambda q: recommend.recommend(reader, q),
-                                                 _nothing)
-            runners["movierec_default_model_with_proposals"] = (
-                lambda q: recommend.recommend(reader, q), proposals.patched)
-        for name, (fn, context) in runners.items():
-            samples = Samples()
-            with context():
-                for q in queries[:20]:
-                    fn(q)
-                for q in queries:
-                    start = time.perf_counter()
-                    fn(q)
-                    samples.add(time.perf_counter() - start)
-            out.setdefault("random_queries_ms", {})[name] = samples.summary()
-        out["proposals_identical"] = _proposals_identical(reader, queries)
-    finally:
-        reader.close()
-    return out
-
+# --- answers ----------------------------------------------------------------------------------
 
 def _arrays(q: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
     idx = np.array(sorted(q))
     return idx, np.array([q[m] for m in idx])
 
 
-def _default_model(reader) -> str:
-    default = getattr(recommend, "default_model", None)
-    return default(reader) if default else "tutorial"
+def _answer(reader, model: str | None):
+    """One answer as the service gives it: limit 10, the model named or (None) the default."""
+    return lambda ratings: recommend.recommend(reader, ratings, limit=10, model=model)
 
 
-@contextmanager
-def _nothing():
-    yield
+def explanation_share(fn, ratings, calls: int = 300) -> dict:
+    """The share of an answer's time spent explaining it: cumulative time, under cProfile, of
+    the functions that build the explanations (named explain* or *_why, and the store's
+    movie_vectors, fetched only for them) against the whole call's. cProfile slows every
+    Python call alike, so the share, not the time, is what this reports."""
+    profiler = cProfile.Profile()
+    for _ in range(20):
+        fn(ratings)
+    profiler.enable()
+    for _ in range(calls):
+        fn(ratings)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    whole = explain = 0.0
+    names = []
+    for (path, _, name), (_, _, _, cumulative, _) in stats.items():
+        if name == "recommend" and path.endswith("recommend.py"):
+            whole = max(whole, cumulative)
+        elif "movierec" in path and (name.startswith("explain") or name.endswith("_why")
+                                      or name == "movie_vectors"):
+            explain += cumulative
+            names.append(name)
+    return {"share": explain / whole if whole else float("nan"), "functions": sorted(set(names))}
 
 
-def _answer(answer) -> list:
-    return [(r.movie.movie_id, r.score, getattr(r, "why", None)) for r in answer.items]
+def run_answers(data: Path, store: Path, default: str, names: list[str], n: int,
+                n_tutorial: int, n_random: int, n_people: int) -> dict:
+    """Every served model in-process on the default ingest's store: the tutorial's query and
+    random people (1-15 ratings), the default answer first; the default answer for new people
+    with 1, 5 and 20 ratings; the tutorial's own pipeline and the floor beside them."""
+    _, client, movies = ingest_tutorial(data)
+    _, floor = ingest_floor(data)
+    out: dict = {"default_model": default, "models": names}
+    with open_reader(settings_for(store)) as reader:
+        got = recommend.recommend(reader, TUTORIAL_RATINGS, limit=5)
+        assert got.model == default, f"the library's default is {got.model}, GET /models {default}"
+        tutorial = recommend.recommend(reader, TUTORIAL_RATINGS, limit=5, model="tutorial")
+        assert [r.movie.movie_id for r in tutorial.items] == REFERENCE_TOP5
+        answers = {DEFAULT: _answer(reader, None)} | {m: _answer(reader, m) for m in names}
+        pool = popular_pool(reader.catalog())
+        people = random_people(pool, n_random, np.random.default_rng(7))
+        tq = {label: repeat(lambda fn=fn: fn(TUTORIAL_RATINGS), n).summary()
+              for label, fn in answers.items()}
+        tq["tutorial pipeline"] = repeat(lambda: tb.recommend(client, movies, TUTORIAL_RATINGS),
+                                         n_tutorial, warmup=1).summary()
+        q_idx, q_val = _arrays(TUTORIAL_RATINGS)
+        tq["floor inverted"] = repeat(lambda: floor.recommend(q_idx, q_val), n).summary()
+        tq["floor brute"] = repeat(lambda: floor.recommend(q_idx, q_val, inverted=False),
+                                   n).summary()
+        query = query_vector(TUTORIAL_RATINGS)
+        tq["engine"] = repeat(lambda: reader.similar_users(query, 25), n).summary()
+        out["tutorial_query_ms"] = tq
+        rq = {label: over(fn, people).summary() for label, fn in answers.items()}
+        rq["floor inverted"] = over(lambda q: floor.recommend(*_arrays(q)), people).summary()
+        out["random_people_ms"] = rq
+        out["new_person_ms"] = {
+            k: over(answers[DEFAULT], random_people(pool, n_people, np.random.default_rng(k),
+                                                    most=k, least=k)).summary()
+            for k in NEW_PERSON_RATINGS}
+        out["explanations"] = explanation_share(answers[DEFAULT], TUTORIAL_RATINGS)
+    return out
 
 
-def _proposals_identical(reader, queries) -> bool:
-    """The proposals change no answer: same movies, bit-identical scores, same explanations,
-    for the tutorial mode and the default model, on every query."""
-    models = [lambda q: tutorial_recommend(reader, q)]
-    if _default_model(reader) != "tutorial":
-        models.append(lambda q: recommend.recommend(reader, q))
-    for fn in models:
-        before = [_answer(fn(q)) for q in queries]
-        with proposals.patched():
-            after = [_answer(fn(q)) for q in queries]
-        if before != after:
-            return False
-    return True
+# --- profiles ---------------------------------------------------------------------------------
+
+def _relative(text: str) -> str:
+    """A profile as it reads on any machine: no absolute paths of this checkout."""
+    return text.replace(str(ROOT) + "/", "")
 
 
 def profiles(data: Path, workdir: Path, out: Path) -> list[Path]:
-    """pyinstrument text profiles of one ingest and of 2,000 recommendations."""
+    """pyinstrument text profiles of one default ingest (in-process) and of 2,000 default
+    answers to the tutorial's ratings."""
     try:
         from pyinstrument import Profiler
     except ImportError:
         return []
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    store = workdir / "profile-store"
     profiler = Profiler(interval=0.0005)
     profiler.start()
-    ingest_movierec(data, workdir / "profile-store")
+    ingest_stages(data, store)
     profiler.stop()
-    path = out / "ingest-ml1m.txt"
-    path.write_text(profiler.output_text(unicode=False, color=False))
-    written.append(path)
-    reader = open_reader(settings_for(workdir / "profile-store"))
-    query = recommend.tutorial_query(LIKES, DISLIKES)
-    for _ in range(50):
-        tutorial_recommend(reader, query)
-    profiler = Profiler(interval=0.0001)
-    profiler.start()
-    for _ in range(2000):
-        tutorial_recommend(reader, query)
-    profiler.stop()
-    reader.close()
-    path = out / "recommend-ml1m.txt"
-    path.write_text(profiler.output_text(unicode=False, color=False))
-    written.append(path)
-    shutil.rmtree(workdir / "profile-store", ignore_errors=True)
+    written = [out / "ingest-ml1m.txt", out / "recommend-ml1m.txt"]
+    written[0].write_text(_relative(profiler.output_text(unicode=False, color=False)))
+    with open_reader(settings_for(store)) as reader:
+        answer = _answer(reader, None)
+        for _ in range(50):
+            answer(TUTORIAL_RATINGS)
+        profiler = Profiler(interval=0.0001)
+        profiler.start()
+        for _ in range(2000):
+            answer(TUTORIAL_RATINGS)
+        profiler.stop()
+    written[1].write_text(_relative(profiler.output_text(unicode=False, color=False)))
+    shutil.rmtree(store, ignore_errors=True)
     return written
+
+
+
+# --- quality ----------------------------------------------------------------------------------
+
+# NDCG@10 on test of the item model learned in numpy (the RecBole ML-1M protocol, the served
+# setting), before its learning was made faster: README's Quality table, "item-numpy".
+ITEM_NDCG_BEFORE = 0.2942
+
+
+def item_model_quality(data: Path) -> dict:
+    """The item model's NDCG@10 on the evaluation protocol (what a faster learner must keep):
+    learned in numpy with the served setting, tuned on nothing, scored on test."""
+    start = time.perf_counter()
+    try:
+        from movierec import evaluate
+
+        d = movielens.load(data, "ml-1m")
+        split = evaluate.prepare_split(d.user_ids, d.movie_ids, d.ratings)
+        model = next(m for m in evaluate.baseline_models(quick=True)
+                     if m.name == evaluate.NUMPY_ITEM)
+        result = evaluate.evaluate_model(model, split)
+    except (ImportError, AttributeError, StopIteration) as exc:
+        return {"failed": f"the evaluation's API changed: {type(exc).__name__}: {exc}"}
+    return {"ndcg": result.test.ndcg, "before": ITEM_NDCG_BEFORE,
+            "seconds": time.perf_counter() - start}

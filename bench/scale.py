@@ -1,14 +1,15 @@
 """Scale: MovieLens-shaped synthetic ratings at 1M, 25M and 100M, through the real ingest.
 
-Each size runs as three child processes, one after the other, so that each one's peak RSS is
-its own: `generate` (synthetic.generate + write_csv, cached on disk, not timed as ingest),
-`ingest` (the project's ingest of the csv files into a fresh embedded store, then open it and
-answer one query: "ready to query") and `query` (random queries: the engine, the library,
-the proposals, the floor).
+Each size runs as child processes, one after the other, so that each one's peak RSS is its
+own: `generate` (synthetic.generate + write_csv, cached on disk, not timed as ingest), the
+default ingest (`movierec ingest --data DIR`, as a person runs it), `ready` (open the store and
+give one default answer) and `query` (random people against every model, the default first;
+the tutorial mode's tie-heavy queries; the floor).
 
     python -m bench.scale generate --size 25m --out DIR
-    python -m bench.scale ingest --data DIR --store DIR
-    python -m bench.scale query --store DIR [--n 2000]
+    movierec ingest --dataset synthetic-25m --data DIR     (QDRANT_PATH=STORE)
+    python -m bench.scale ready --store STORE
+    python -m bench.scale query --store STORE [--n 2000]
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.measure import ROOT, Samples, peak_rss_mb, run_json
+from bench.measure import ROOT, peak_rss_mb, run_json
+from harness.latency import over
+from harness.queries import popular_pool, random_people
 
 # users, movies, ratings: ML-1M's shape, ML-25M's shape, and 100M ratings from 1M users.
 SIZES = {
@@ -32,6 +35,8 @@ SIZES = {
     "100m": (1_000_000, 59_047, 100_000_000),
 }
 SEED = 0
+# The default ingest learns the item model; a size it cannot finish in this long is reported.
+INGEST_TIMEOUT = 1800
 
 
 def _generator_stamp(size: str) -> str:
@@ -92,86 +97,40 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())  # on disk
 
 
-def cmd_ingest(args) -> dict:
-    from bench.ml1m import tutorial_recommend
-    from movierec import ingest
-    from movierec.store import open_reader
-
-    store = Path(args.store)
-    shutil.rmtree(store, ignore_errors=True)
-    settings = _settings(store)
-    start = time.perf_counter()
-    report = ingest.run(settings, "synthetic", Path(args.data), progress=False)
-    written = time.perf_counter()
-    reader = open_reader(settings)
-    catalog = reader.catalog()
-    top = catalog.most_rated(11)
-    query = {m.movie_id: (1.0 if k % 2 == 0 else -1.0) for k, m in enumerate(top)}
-    tutorial_recommend(reader, query)
-    ready = time.perf_counter()
-    reader.close()
-    return {"seconds": report.seconds, "ready_s": ready - written, "total_s": ready - start,
-            "users": report.users, "movies": report.movies, "ratings": report.ratings,
-            "peak_rss_mb": peak_rss_mb(), "store_bytes": _du(store)}
-
-
-def _queries(reader, count: int, seed: int = 11) -> list[dict[int, float]]:
-    rng = np.random.default_rng(seed)
-    pool = np.array([m.movie_id for m in reader.catalog().most_rated(1000)])
-    out = []
-    for _ in range(count):
-        n = int(rng.integers(1, 16))
-        picked = rng.choice(pool, size=n, replace=False)
-        signs = rng.choice([-1.0, 1.0], size=n)
-        out.append({int(m): float(s) for m, s in zip(picked, signs)})
-    return out
-
-
 def cmd_query(args) -> dict:
-    from bench import proposals
+    """Random people against every model the store offers (the default first), the tutorial
+    mode's hard cases (one popular movie alone: thousands of users tie), and the floor."""
     from bench.floor import Floor
-    from bench.ml1m import _default_model, tutorial_recommend
     from movierec import recommend
     from movierec.store import open_reader
+    from movierec.vectors import query_vector
 
     start = time.perf_counter()
     reader = open_reader(_settings(Path(args.store)))
-    reader.catalog()
+    catalog = reader.catalog()
     opened = time.perf_counter() - start
-    queries = _queries(reader, args.n)
-    top = reader.catalog().most_rated(11)
+    people = random_people(popular_pool(catalog), args.n, np.random.default_rng(11))
+    top = catalog.most_rated(11)
     heavy = {m.movie_id: (1.0 if k % 2 == 0 else -1.0) for k, m in enumerate(top)}
     heavies = [heavy] * max(50, args.n // 10)
-    results: dict = {"open_s": opened, "n": len(queries)}
+    single = [{m.movie_id: 1.0} for m in catalog.most_rated(50)]
+    default = recommend.default_model(reader)
+    names = recommend.available_models(reader)
+    results: dict = {"open_s": opened, "n": len(people), "default_model": default,
+                     "models": names}
 
-    def measure(fn, qs) -> dict:
-        for q in qs[:20]:
-            fn(q)
-        samples = Samples()
-        for q in qs:
-            t = time.perf_counter()
-            fn(q)
-            samples.add(time.perf_counter() - t)
-        return samples.summary()
+    def answer(model):
+        return lambda q: recommend.recommend(reader, q, limit=10, model=model)
 
-    validated = {id(q): recommend.validate_ratings(reader, q, "unit") for q in queries}
-    results["engine_ms"] = measure(lambda q: reader.similar_users(validated[id(q)], 25), queries)
-    results["recommend_ms"] = measure(lambda q: tutorial_recommend(reader, q), queries)
-    results["heavy_query_ms"] = measure(lambda q: tutorial_recommend(reader, q), heavies)
-    single = [{m.movie_id: 1.0} for m in reader.catalog().most_rated(50)]
-    results["single_movie_ms"] = measure(lambda q: tutorial_recommend(reader, q), single)
-    with proposals.patched():
-        results["recommend_proposed_ms"] = measure(lambda q: tutorial_recommend(reader, q),
-                                                   queries)
-        results["single_movie_proposed_ms"] = measure(lambda q: tutorial_recommend(reader, q),
-                                                      single)
-    default = _default_model(reader)
-    if default != "tutorial":
-        results["default_model"] = default
-        results["default_model_ms"] = measure(lambda q: recommend.recommend(reader, q), queries)
-        with proposals.patched():
-            results["default_model_proposed_ms"] = measure(
-                lambda q: recommend.recommend(reader, q), queries)
+    queries = {id(q): query_vector(q) for q in people}
+    results["engine_ms"] = over(lambda q: reader.similar_users(queries[id(q)], 25),
+                                people).summary()
+    results["by_model_ms"] = {"default": over(answer(None), people).summary()}
+    for name in names:
+        results["by_model_ms"][name] = over(answer(name), people).summary()
+    tutorial = answer("tutorial")
+    results["single_movie_ms"] = over(tutorial, single).summary()
+    results["heavy_query_ms"] = over(tutorial, heavies).summary()
     results["rss_after_queries_mb"] = peak_rss_mb()
     vectors = reader._open.vectors if getattr(reader, "_open", None) else None  # noqa: SLF001
     if vectors is not None:
@@ -183,11 +142,36 @@ def cmd_query(args) -> dict:
             idx = np.array(sorted(q))
             return floor.recommend(idx, np.array([q[m] for m in idx]))
 
-        results["floor_ms"] = measure(floor_query, queries)
-        results["floor_heavy_ms"] = measure(floor_query, heavies)
+        results["floor_ms"] = over(floor_query, people).summary()
+        results["floor_heavy_ms"] = over(floor_query, heavies).summary()
     reader.close()
     results["peak_rss_mb"] = peak_rss_mb()
     return results
+
+
+def _ingest(data: Path, store: Path) -> dict:
+    """The default ingest (`movierec ingest`, item model included) in its own process, then
+    opening the store and answering one default request in another ("ready to query")."""
+    from bench.ml1m import ingest_process
+
+    try:
+        done = ingest_process(data, store, dataset=data.name, timeout=INGEST_TIMEOUT)
+    except RuntimeError as exc:
+        return {"failed": str(exc)[-500:]}
+    ready = run_json(["-m", "bench.scale", "ready", "--store", str(store)])
+    return {**done, "ready_s": ready["ready_s"], "store_bytes": _du(store),
+            "total_s": done["total"] + ready["ready_s"]}
+
+
+def cmd_ready(args) -> dict:
+    from movierec import recommend
+    from movierec.store import open_reader
+
+    start = time.perf_counter()
+    with open_reader(_settings(Path(args.store))) as reader:
+        top = reader.catalog().most_rated(11)
+        recommend.recommend(reader, {m.movie_id: 1.0 for m in top}, limit=10)
+    return {"ready_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
 def run(sizes: list[str], workdir: Path, n_queries: int, log=print) -> dict:
@@ -198,11 +182,14 @@ def run(sizes: list[str], workdir: Path, n_queries: int, log=print) -> dict:
         store = workdir / f"store-{size}"
         log(f"scale {size}: generating (cached across runs)")
         generated = run_json(["-m", "bench.scale", "generate", "--size", size, "--out", str(data)])
-        log(f"scale {size}: ingesting")
-        ingested = run_json(["-m", "bench.scale", "ingest", "--data", str(data),
-                             "--store", str(store)])
-        log(f"scale {size}: {ingested['total_s']:.1f}s, peak {ingested['peak_rss_mb']:.0f} MiB;"
-            " querying")
+        log(f"scale {size}: the default ingest (movierec ingest)")
+        ingested = _ingest(data, store)
+        if "failed" in ingested:
+            log(f"scale {size}: the default ingest failed; the store without the item model "
+                "answers the queries")
+            ingested["without_item_model"] = _without_item_model(data, store)
+        log(f"scale {size}: {ingested.get('total_s', float('nan')):.1f}s, peak "
+            f"{ingested.get('peak_rss_mb', float('nan')):.0f} MiB; querying")
         queried = run_json(["-m", "bench.scale", "query", "--store", str(store),
                             "--n", str(n_queries)])
         shutil.rmtree(store, ignore_errors=True)
@@ -211,20 +198,25 @@ def run(sizes: list[str], workdir: Path, n_queries: int, log=print) -> dict:
     return out
 
 
+def _without_item_model(data: Path, store: Path) -> dict:
+    from bench.ml1m import ingest_process
+
+    return ingest_process(data, store, "--no-item-model", dataset=data.name, timeout=3600)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate")
     g.add_argument("--size", choices=SIZES, required=True)
     g.add_argument("--out", required=True)
-    i = sub.add_parser("ingest")
-    i.add_argument("--data", required=True)
-    i.add_argument("--store", required=True)
+    r = sub.add_parser("ready")
+    r.add_argument("--store", required=True)
     q = sub.add_parser("query")
     q.add_argument("--store", required=True)
     q.add_argument("--n", type=int, default=2000)
     args = parser.parse_args(argv)
-    command = {"generate": cmd_generate, "ingest": cmd_ingest, "query": cmd_query}[args.command]
+    command = {"generate": cmd_generate, "ready": cmd_ready, "query": cmd_query}[args.command]
     result = command(args)
     print(json.dumps(result))
     return 0

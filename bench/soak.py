@@ -1,6 +1,6 @@
 """Soak: the real service on ml-1m at ~80% of its measured maximum throughput for minutes.
 
-    python bench/soak.py [--seconds 300] [--data DIR] [--write-benchmarks BENCHMARKS.md]
+    python -m bench.soak [--seconds 300] [--data DIR] [--write-benchmarks BENCHMARKS.md]
 
 1. Ingest ml-1m into a fresh embedded store (a temporary folder) and start `movierec serve`.
 2. Warm up, then measure the maximum throughput of a realistic mix (closed loop, keep-alive).
@@ -22,11 +22,8 @@ import asyncio
 import json
 import os
 import platform
-import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,18 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import loadgen
+from harness.latency import percentile_ms
+from harness.queries import body, random_people
+from harness.service import Service, running
+
 WINDOW = 30.0
 MIX = {"recommend": 0.6, "user": 0.15, "search": 0.15, "movie": 0.10}
 
 
 # --- the server ----------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def ingest(store: Path, data: Path | None) -> None:
     env = {**os.environ, "QDRANT_PATH": str(store), "QDRANT_URL": ""}
@@ -60,88 +55,32 @@ def ingest(store: Path, data: Path | None) -> None:
     print(done.stdout.strip(), file=sys.stderr)
 
 
-class Server:
-    def __init__(self, store: Path, log: Path):
-        self.port = free_port()
-        env = {**os.environ, "QDRANT_PATH": str(store), "QDRANT_URL": "", "HOST": "127.0.0.1",
-               "PORT": str(self.port), "LOG_LEVEL": "warning"}
-        self.log = open(log, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve"], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                sys.exit(f"the service exited with {self.proc.returncode}; see {log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    sys.exit("the service did not start within 60 s")
-                time.sleep(0.1)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used (from /proc/PID/stat)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mb(self) -> float:
-        text = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 # --- the requests ----------------------------------------------------------------------------
 
 def request_mix(data: Path, n: int, seed: int = 0) -> list[tuple[str, bytes]]:
     """`n` raw HTTP/1.1 requests drawn from the mix, all of which must be answered 200."""
-    rng = random.Random(seed)
+    rng = np.random.default_rng(seed)
     movies = (data / "movies.dat").read_text(encoding="latin-1").splitlines()
     ids = [int(line.split("::", 1)[0]) for line in movies]
     titles = [line.split("::")[1] for line in movies]
     words = sorted({w.lower() for t in titles for w in re.findall(r"[A-Za-z]{4,}", t)})
-    rated = ids[:800]  # the first 800 movies by id: all in the catalog, most often rated
-    out = []
+    rated = np.array(ids[:800])  # the first 800 movies by id: all in the catalog, most often rated
     kinds, weights = zip(*MIX.items())
-    for _ in range(n):
-        kind = rng.choices(kinds, weights)[0]
+    out = []
+    for kind in rng.choice(kinds, size=n, p=weights).tolist():
         if kind == "recommend":
-            chosen = rng.sample(rated, rng.randint(3, 15))
-            body = json.dumps({"ratings": {str(m): rng.choice([1, -1]) for m in chosen},
-                               "limit": rng.choice([5, 10, 20])}).encode()
-            head = (f"POST /recommendations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                    f"application/json\r\nContent-Length: {len(body)}\r\n\r\n")
-            out.append((kind, head.encode() + body))
+            ratings = random_people(rated, 1, rng, most=15, least=3)[0]
+            out.append((kind, loadgen.post("/recommendations",
+                                           body(ratings, limit=int(rng.choice([5, 10, 20]))))))
             continue
         if kind == "user":
-            path = f"/users/{rng.randint(1, 6040)}/recommendations?limit=10"
+            path = f"/users/{rng.integers(1, 6041)}/recommendations?limit=10"
         elif kind == "search":
-            path = f"/movies?search={rng.choice(words)}&limit=10"
+            path = f"/movies?search={words[rng.integers(len(words))]}&limit=10"
         else:
-            path = f"/movies/{rng.choice(ids)}"
-        out.append((kind, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()))
+            path = f"/movies/{ids[rng.integers(len(ids))]}"
+        out.append((kind, loadgen.get(path)))
     return out
-
-
-async def _exchange(reader, writer, request: bytes) -> int:
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line.split(b":", 1)[1])
-    await reader.readexactly(length)
-    return status
 
 
 class Record:
@@ -163,7 +102,7 @@ async def _closed_loop(port: int, requests, connections: int, seconds: float) ->
                 i += connections
                 started = time.perf_counter()
                 try:
-                    status = await _exchange(reader, writer, raw)
+                    status = await loadgen.exchange(reader, writer, raw)
                 except (OSError, asyncio.IncompleteReadError) as exc:
                     record.errors.append(f"{kind}: {type(exc).__name__}")
                     return
@@ -195,7 +134,7 @@ async def _open_loop(port: int, requests, rate: float, seconds: float, connectio
                     await asyncio.sleep(delay)
                 kind, raw = requests[k % len(requests)]
                 try:
-                    status = await asyncio.wait_for(_exchange(reader, writer, raw), 30)
+                    status = await asyncio.wait_for(loadgen.exchange(reader, writer, raw), 30)
                 except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
                     record.errors.append(f"{kind}: {type(exc).__name__}")
                     writer.close()
@@ -224,10 +163,6 @@ async def _open_loop(port: int, requests, rate: float, seconds: float, connectio
 
 # --- the run -------------------------------------------------------------------------------
 
-def percentile_ms(latencies, q: float) -> float:
-    return float(np.percentile(np.asarray(latencies) * 1e3, q)) if len(latencies) else float("nan")
-
-
 def soak(args) -> dict:
     data = Path(args.data) if args.data else None
     if data is None or not (data / "movies.dat").exists():
@@ -235,16 +170,14 @@ def soak(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="movierec-soak-"))
     try:
         ingest(work / "q", data)
-        server = Server(work / "q", work / "serve.log")
-        try:
+        env = {"QDRANT_PATH": str(work / "q"), "QDRANT_URL": ""}
+        with running(env, work / "serve.log", wait_for="/readyz", log_level="warning") as server:
             return _measure(args, server, request_mix(data, 20_000))
-        finally:
-            server.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _measure(args, server: Server, requests) -> dict:
+def _measure(args, server: Service, requests) -> dict:
     print("warming up (10 s) ...", file=sys.stderr)
     asyncio.run(_closed_loop(server.port, requests, 8, 10))
     record = asyncio.run(_closed_loop(server.port, requests, args.connections, args.max_seconds))
@@ -291,7 +224,7 @@ def _measure(args, server: Server, requests) -> dict:
     last = [x for t, x in record.done if t - t0 >= args.seconds - 60]
     p99s = [w["p99_ms"] for w in windows if w["requests"]]
     result = {
-        "command": f"python bench/soak.py --seconds {args.seconds:g}",
+        "command": f"python -m bench.soak --seconds {args.seconds:g}",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} "
                    f"{platform.python_version()}",

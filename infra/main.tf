@@ -19,6 +19,20 @@ locals {
   qdrant_package_id = var.qdrant_package_id != null ? var.qdrant_package_id : try(local.matching_package_ids[0], null)
 
   bootstrap_lines = try(qdrant-cloud_accounts_hybrid_cloud_environment.movierec[0].bootstrap_commands, [])
+
+  # The Qdrant operator's own settings (Hybrid environment, "advanced operator settings"): its
+  # per-cluster NetworkPolicy admits 6333/6334 only from the movierec pods, Qdrant's own
+  # namespace and the monitoring namespace, instead of from every pod in the cluster.
+  operator_settings = templatefile("${path.module}/operator-settings.yaml.tftpl", {
+    app_namespace         = var.app_namespace
+    qdrant_namespace      = var.qdrant_namespace
+    monitoring_namespace  = var.monitoring_namespace
+    volume_snapshot_class = var.volume_snapshot_class
+  })
+
+  self_hosted = var.qdrant_mode == "self-hosted"
+  # OVHcloud Object Storage's S3 endpoint of a region (Standard object storage).
+  snapshot_endpoint = "https://s3.${lower(var.snapshot_bucket_region)}.io.cloud.ovh.net"
 }
 
 # --- Kubernetes -----------------------------------------------------------------------------
@@ -75,6 +89,7 @@ resource "qdrant-cloud_accounts_hybrid_cloud_environment" "movierec" {
     snapshot_storage_class        = var.storage_class
     volume_snapshot_storage_class = var.volume_snapshot_class
     log_level                     = "HYBRID_CLOUD_ENVIRONMENT_CONFIGURATION_LOG_LEVEL_INFO"
+    advanced_operator_settings    = local.operator_settings
   }
 
   # Bound to this Kubernetes cluster: destroyed before it, so the agent can clean up.
@@ -114,6 +129,14 @@ resource "qdrant-cloud_accounts_cluster" "movierec" {
     # Only the app inside the cluster talks to Qdrant: no public endpoint.
     service_type = "CLUSTER_SERVICE_TYPE_CLUSTER_IP"
 
+    # One Qdrant node per Kubernetes node (node_count >= qdrant_nodes): two nodes of one
+    # cluster on one machine would lose both copies of a shard together.
+    topology_spread_constraints {
+      max_skew           = 1
+      topology_key       = "kubernetes.io/hostname"
+      when_unsatisfiable = "TOPOLOGY_SPREAD_CONSTRAINT_WHEN_UNSATISFIABLE_DO_NOT_SCHEDULE"
+    }
+
     # The label k8s/qdrant/networkpolicy.yaml selects: only movierec's pods reach 6333/6334.
     pod_labels {
       key   = "app.kubernetes.io/name"
@@ -140,7 +163,13 @@ resource "qdrant-cloud_accounts_cluster" "movierec" {
     }
 
     # Keys come from the Secret deploy.sh creates in the namespace; Terraform never sees them.
+    # collection: server-side defaults for collections created without explicit parameters
+    # (the movierec ingest passes the same values itself).
     database_configuration {
+      collection {
+        replication_factor       = var.qdrant_replication_factor
+        write_consistency_factor = var.qdrant_write_consistency
+      }
       service {
         api_key {
           secret_name = var.qdrant_api_key_secret
@@ -160,8 +189,86 @@ resource "qdrant-cloud_accounts_cluster" "movierec" {
 
   lifecycle {
     precondition {
+      condition     = var.qdrant_replication_factor <= var.qdrant_nodes
+      error_message = "qdrant_replication_factor (${var.qdrant_replication_factor}) must not exceed qdrant_nodes (${var.qdrant_nodes}): each copy of a shard needs a node of its own."
+    }
+    precondition {
+      condition     = var.qdrant_write_consistency <= var.qdrant_replication_factor
+      error_message = "qdrant_write_consistency (${var.qdrant_write_consistency}) must not exceed qdrant_replication_factor (${var.qdrant_replication_factor})."
+    }
+    precondition {
+      condition     = var.node_count >= var.qdrant_nodes
+      error_message = "node_count (${var.node_count}) must be at least qdrant_nodes (${var.qdrant_nodes}): the topology spread puts one Qdrant node per Kubernetes node."
+    }
+    precondition {
       condition     = local.qdrant_package_id != null
       error_message = "No Hybrid Cloud package has cpu=${var.qdrant_cpu} and ram=${var.qdrant_ram}: pick another pair or set qdrant_package_id (list them with the qdrant-cloud_booking_packages data source, cloud_provider = \"hybrid\")."
     }
   }
+}
+
+# Backups of the Hybrid cluster: volume snapshots of every node on a schedule, with retention.
+resource "qdrant-cloud_accounts_backup_schedule" "movierec" {
+  count            = local.create_qdrant_cluster ? 1 : 0
+  cluster_id       = qdrant-cloud_accounts_cluster.movierec[0].id
+  cron_expression  = var.qdrant_backup_schedule
+  retention_period = var.qdrant_backup_retention
+}
+
+# --- Self-hosted: an Object Storage bucket for Qdrant's snapshots -----------------------------
+
+resource "ovh_cloud_project_storage" "qdrant_snapshots" {
+  count        = local.self_hosted ? 1 : 0
+  service_name = var.ovh_project_id
+  region_name  = var.snapshot_bucket_region
+  name         = "${var.cluster_name}-qdrant-snapshots"
+  hide_objects = true
+}
+
+# A project user whose S3 credential can only touch that bucket.
+resource "ovh_cloud_project_user" "qdrant_snapshots" {
+  count        = local.self_hosted ? 1 : 0
+  service_name = var.ovh_project_id
+  description  = "${var.cluster_name}: Qdrant snapshots"
+  role_names   = ["objectstore_operator"]
+}
+
+resource "ovh_cloud_project_user_s3_credential" "qdrant_snapshots" {
+  count        = local.self_hosted ? 1 : 0
+  service_name = var.ovh_project_id
+  user_id      = ovh_cloud_project_user.qdrant_snapshots[0].id
+}
+
+resource "ovh_cloud_project_user_s3_policy" "qdrant_snapshots" {
+  count        = local.self_hosted ? 1 : 0
+  service_name = var.ovh_project_id
+  user_id      = ovh_cloud_project_user.qdrant_snapshots[0].id
+  policy = jsonencode({
+    Statement = [{
+      Sid    = "QdrantSnapshots"
+      Effect = "Allow"
+      Action = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
+        "s3:ListMultipartUploadParts", "s3:ListBucketMultipartUploads",
+      "s3:AbortMultipartUpload", "s3:GetBucketLocation"]
+      Resource = ["arn:aws:s3:::${ovh_cloud_project_storage.qdrant_snapshots[0].name}",
+      "arn:aws:s3:::${ovh_cloud_project_storage.qdrant_snapshots[0].name}/*"]
+    }]
+  })
+}
+
+# Bucket, endpoint and credential for the Secret qdrant-snapshots-s3 (scripts/deploy.sh):
+# an owner-only file like the kubeconfig, never an output.
+resource "local_sensitive_file" "qdrant_snapshots_s3" {
+  count = local.self_hosted ? 1 : 0
+  content = join("\n", [
+    "bucket=${ovh_cloud_project_storage.qdrant_snapshots[0].name}",
+    "region=${lower(var.snapshot_bucket_region)}",
+    "endpoint-url=${local.snapshot_endpoint}",
+    "access-key=${ovh_cloud_project_user_s3_credential.qdrant_snapshots[0].access_key_id}",
+    "secret-key=${ovh_cloud_project_user_s3_credential.qdrant_snapshots[0].secret_access_key}",
+    "",
+  ])
+  filename             = "${local.generated_dir}/qdrant-snapshots-s3.env"
+  file_permission      = "0600"
+  directory_permission = "0700"
 }

@@ -44,3 +44,17 @@ output "hybrid_bootstrap_script_path" {
   description = "Script (mode 0700) with the environment's bootstrap commands; deploy.sh runs it once with KUBECONFIG set. null in self-hosted mode."
   value       = one(local_sensitive_file.hybrid_bootstrap[*].filename)
 }
+
+output "qdrant_snapshots_s3_env_path" {
+  description = "Self-hosted mode: file (mode 0600) with the snapshot bucket, region, endpoint and S3 credential; deploy.sh makes Secret qdrant-snapshots-s3 of it. null in hybrid mode."
+  value       = one(local_sensitive_file.qdrant_snapshots_s3[*].filename)
+}
+
+output "movierec_qdrant_settings" {
+  description = "Chart values qdrant.shards / replicationFactor / writeConsistency for the movierec ingest (\"\" = the default)."
+  value = {
+    shards            = var.qdrant_shards == null ? "" : tostring(var.qdrant_shards)
+    replicationFactor = tostring(var.qdrant_replication_factor)
+    writeConsistency  = tostring(var.qdrant_write_consistency)
+  }
+}

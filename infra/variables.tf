@@ -71,9 +71,9 @@ variable "node_flavor" {
 }
 
 variable "node_count" {
-  description = "Number of worker nodes in the node pool (fixed size, no autoscaling)."
+  description = "Number of worker nodes in the node pool (fixed size, no autoscaling). 3: each of the 3 Qdrant nodes gets a node of its own, so losing one Kubernetes node loses one copy of a shard, never both."
   type        = number
-  default     = 2
+  default     = 3
 
   validation {
     condition     = var.node_count >= 1 && var.node_count <= 100
@@ -125,9 +125,9 @@ variable "storage_class" {
 }
 
 variable "volume_snapshot_class" {
-  description = "VolumeSnapshotClass for Qdrant backups. OVHcloud MKS ships csi-cinder-snapclass-v1; Qdrant's default csi-snapclass does not exist there."
+  description = "VolumeSnapshotClass for Qdrant backups of volumes attached to running pods. OVHcloud MKS documents csi-cinder-snapclass-in-use-v1 (force-create) for in-use Cinder volumes; csi-cinder-snapclass-v1 is for detached ones, and Qdrant's default csi-snapclass does not exist there."
   type        = string
-  default     = "csi-cinder-snapclass-v1"
+  default     = "csi-cinder-snapclass-in-use-v1"
 }
 
 variable "qdrant_cluster_name" {
@@ -137,9 +137,9 @@ variable "qdrant_cluster_name" {
 }
 
 variable "qdrant_nodes" {
-  description = "Number of Qdrant nodes (1 is enough for MovieLens-1M; use 3 with replicated collections for high availability)."
+  description = "Number of Qdrant nodes of the Hybrid Cloud cluster. 3 with replication factor 2: every shard has copies on two nodes, spread one node per Kubernetes node, so the loss of any one node leaves every collection readable."
   type        = number
-  default     = 1
+  default     = 3
 
   validation {
     condition     = var.qdrant_nodes >= 1 && var.qdrant_nodes <= 10
@@ -198,4 +198,76 @@ variable "qdrant_read_only_api_key_field" {
   description = "Key of the read-only API key inside that Secret (chart value qdrant.readOnlyApiKeyKey)."
   type        = string
   default     = "read-only-api-key"
+}
+
+# --- Replication, rollback and backups ------------------------------------------------------
+
+variable "qdrant_shards" {
+  description = "Shards per collection the movierec ingest creates (QDRANT_SHARDS, chart value qdrant.shards). null: one shard per Qdrant node, Qdrant's default."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.qdrant_shards == null || try(var.qdrant_shards >= 1, false)
+    error_message = "qdrant_shards must be at least 1 (or null)."
+  }
+}
+
+variable "qdrant_replication_factor" {
+  description = "Copies of each shard: the Hybrid cluster's default for new collections, and what the movierec ingest asks for (QDRANT_REPLICATION_FACTOR). 2 survives the loss of one node; the ingest refuses more copies than nodes."
+  type        = number
+  default     = 2
+
+  # At most qdrant_nodes: checked by a precondition of the cluster (Terraform 1.7 validations
+  # may not read other variables).
+  validation {
+    condition     = var.qdrant_replication_factor >= 1
+    error_message = "qdrant_replication_factor must be at least 1."
+  }
+}
+
+variable "qdrant_write_consistency" {
+  description = "Copies that must confirm a write (QDRANT_WRITE_CONSISTENCY and the cluster's default write_consistency_factor). 1 keeps writes possible while one node is down; the ingest verifies its counts before switching a version in."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.qdrant_write_consistency >= 1
+    error_message = "qdrant_write_consistency must be at least 1."
+  }
+}
+
+variable "qdrant_backup_schedule" {
+  description = "Cron expression (UTC) of the Hybrid Cloud backup schedule: volume snapshots of every Qdrant node, taken by the operator with volume_snapshot_class."
+  type        = string
+  default     = "0 3 * * *"
+}
+
+variable "qdrant_backup_retention" {
+  description = "How long each Hybrid Cloud backup is kept, as a Go duration (168h = 7 days)."
+  type        = string
+  default     = "168h"
+
+  validation {
+    condition     = can(regex("^[0-9]+h$", var.qdrant_backup_retention))
+    error_message = "qdrant_backup_retention must be a number of hours, e.g. 168h."
+  }
+}
+
+variable "snapshot_bucket_region" {
+  description = "Self-hosted mode: OVHcloud Object Storage region of the bucket Qdrant writes its snapshots to (Qdrant's snapshots_config), e.g. GRA, SBG, BHS, DE, UK, WAW."
+  type        = string
+  default     = "GRA"
+}
+
+variable "app_namespace" {
+  description = "Namespace of the movierec workloads: the only application pods the Qdrant operator's network policy lets reach 6333/6334."
+  type        = string
+  default     = "movierec"
+}
+
+variable "monitoring_namespace" {
+  description = "Namespace of the Prometheus that scrapes Qdrant's /metrics on 6333; admitted by the Qdrant operator's network policy."
+  type        = string
+  default     = "monitoring"
 }

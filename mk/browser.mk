@@ -1,4 +1,4 @@
-# The web page in a real browser (issue 8): headless Chromium from Debian's `chromium` package,
+# The web page in a real browser: headless Chromium from Debian's `chromium` package,
 # driven by Playwright (the pip package; no browser download), against the real service on ml-1m.
 #   make browser-tools   install /usr/bin/chromium with apt-get when it is missing
 #   make test-browser    the browser tests alone (tests/browser); writes docs/screenshot.png

@@ -1,4 +1,4 @@
-# Deploy verbs (issue 5): the whole stack on a local kind cluster, and on OVHcloud Managed
+# Deploy verbs: the whole stack on a local kind cluster, and on OVHcloud Managed
 # Kubernetes with Qdrant Hybrid Cloud (or the official Qdrant chart). The work is done by
 # scripts/kind.sh, scripts/deploy.sh and scripts/destroy.sh; these targets pass variables on.
 #   make deploy [QDRANT_MODE=self-hosted] [DRY_RUN=1] [AUTO_APPROVE=1]

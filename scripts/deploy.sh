@@ -115,6 +115,30 @@ PY
 }
 
 # wait_for_address: the LoadBalancer's IP or hostname once OVHcloud has assigned it.
+# apply_snapshot_s3_secret: self-hosted mode; Secret qdrant-snapshots-s3 (bucket, region,
+# endpoint, S3 credential) in the Qdrant namespace, from the 0600 file Terraform wrote. The
+# official chart's values-ovh.yaml points Qdrant's snapshots_config at it.
+apply_snapshot_s3_secret() {
+  local env_file
+  env_file="$(capture "$INFRA_DIR/.generated/qdrant-snapshots-s3.env" \
+    terraform -chdir="$INFRA_DIR" output -raw qdrant_snapshots_s3_env_path)"
+  if ! is_dry_run && [[ ! -s $env_file ]]; then
+    die "no snapshot bucket credentials at '$env_file': run terraform apply with qdrant_mode=self-hosted first"
+  fi
+  run_sh "kubectl -n $QDRANT_NAMESPACE create secret generic qdrant-snapshots-s3 --from-env-file=$env_file --dry-run=client -o yaml | kubectl apply -f -"
+}
+
+# replication_values: --set-string arguments for the movierec chart's qdrant.shards,
+# qdrant.replicationFactor and qdrant.writeConsistency, from Terraform (one place for the numbers).
+replication_values() {
+  local settings
+  settings="$(capture '{"shards": "", "replicationFactor": "2", "writeConsistency": "1"}' \
+    terraform -chdir="$INFRA_DIR" output -json movierec_qdrant_settings)"
+  python3 -c 'import json, sys
+for key, value in json.loads(sys.argv[1]).items():
+    print(f"qdrant.{key}={value}")' "$settings"
+}
+
 wait_for_address() {
   local jsonpath='{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}'
   printf '+ %s\n' "kubectl -n $APP_NAMESPACE get service $APP_RELEASE -o jsonpath='$jsonpath' every 10s, at most ${ADDRESS_TIMEOUT}s" >&3
@@ -177,6 +201,8 @@ main() {
     terraform_apply true
     apply_qdrant_network_policy
   else
+    log "Qdrant snapshots: Secret qdrant-snapshots-s3 in $QDRANT_NAMESPACE (Object Storage bucket from Terraform)"
+    apply_snapshot_s3_secret
     log "Official Qdrant chart $QDRANT_CHART_VERSION: release $QDRANT_RELEASE in $QDRANT_NAMESPACE"
     install_official_qdrant ovh
   fi
@@ -185,13 +211,18 @@ main() {
   qdrant_url="$(capture "$url_placeholder" terraform -chdir="$INFRA_DIR" output -raw qdrant_url)"
 
   log "Helm: $APP_RELEASE in $APP_NAMESPACE with $(basename "$VALUES_FILE"), qdrant.url=$qdrant_url"
-  local pull_secret=()
+  local pull_secret=() extra=() setting
   if [[ -n "${IMAGE_REGISTRY_USER:-}" ]]; then
     pull_secret=(--set-string "images.pullSecrets[0]=$REGISTRY_SECRET")
   fi
+  while IFS= read -r setting; do
+    extra+=(--set-string "$setting")
+  done < <(replication_values)
+  # Self-hosted: scheduled Qdrant snapshots into the bucket (Hybrid: the backup schedule).
+  if [[ $QDRANT_MODE == self-hosted ]]; then extra+=(--set "snapshots.enabled=true"); fi
   # No --wait: the service only turns ready once the first ingest has written the collections.
   run helm upgrade --install "$APP_RELEASE" "$CHART_DIR" --namespace "$APP_NAMESPACE" \
-    -f "$VALUES_FILE" --set-string "qdrant.url=$qdrant_url" \
+    -f "$VALUES_FILE" --set-string "qdrant.url=$qdrant_url" ${extra[@]+"${extra[@]}"} \
     --set-string "qdrant.existingSecret=$QDRANT_SECRET" \
     --set-string "images.registry=$IMAGE_REGISTRY" \
     --set-string "images.ingest.tag=$IMAGE_TAG" --set-string "images.service.tag=$IMAGE_TAG" \

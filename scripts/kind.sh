@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole stack on a local kind cluster: `kind.sh up | images | deploy | ingest | down`.
 #   up      create the cluster from k8s/kind-cluster.yaml (kept if it already exists)
-#   images  build both images with a fixed tag (the chart's appVersion) and `kind load` them
+#   images  build both images with a fixed tag (the chart's appVersion) by tools/build-images.sh,
+#           the build `make test` runs (BASE_IMAGE passes through), and `kind load` them
 #   deploy  images, then the official Qdrant chart (pinned) with an API-key Secret, then
 #           charts/movierec with values-kind.yaml
 #   ingest  run the ingest once (a Job from the suspended CronJob) and wait for it
@@ -69,8 +70,8 @@ cmd_up() {
 cmd_images() {
   check_kind_prerequisites 1
   log "Images $INGEST_IMAGE and $SERVICE_IMAGE, loaded into kind"
-  run docker build -f "$PROJECT_ROOT/jobs/ingest/Dockerfile" -t "$INGEST_IMAGE" "$PROJECT_ROOT"
-  run docker build -f "$PROJECT_ROOT/services/recommender/Dockerfile" -t "$SERVICE_IMAGE" "$PROJECT_ROOT"
+  run env CONTAINER_ENGINE=docker IMAGE_TAG="$IMAGE_TAG" ${BASE_IMAGE:+"BASE_IMAGE=$BASE_IMAGE"} \
+    bash "$PROJECT_ROOT/tools/build-images.sh"
   run kind load docker-image --name "$KIND_CLUSTER" "$INGEST_IMAGE" "$SERVICE_IMAGE"
 }
 
@@ -122,7 +123,7 @@ main() {
     ingest) cmd_ingest ;;
     down) cmd_down ;;
     *)
-      sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+      sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
       exit 2
       ;;
   esac

@@ -69,36 +69,32 @@ def ml1m_prepared_full(ml1m) -> ingest.Prepared:
     return ingest.prepare(ml1m)
 
 
-@pytest.fixture(scope="session")
-def ml1m_embedded(tmp_path_factory, ml1m_prepared):
-    """ml-1m ingested once into a real embedded store; yields an open reader."""
-    settings = settings_for(qdrant_path=tmp_path_factory.mktemp("embedded") / "q")
+def ingested(prepared: ingest.Prepared, **settings):
+    """`prepared` written into a real store with these settings; yields an open reader."""
     from movierec.store import open_writer
 
-    ingest.write(open_writer(settings), ml1m_prepared, progress=False)
-    reader = open_reader(settings)
-    yield reader
-    reader.close()
+    ingest.write(open_writer(settings_for(**settings)), prepared, progress=False)
+    reader = open_reader(settings_for(**settings))
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+@pytest.fixture(scope="session")
+def ml1m_embedded(tmp_path_factory, ml1m_prepared):
+    """ml-1m (the unlearned models) ingested once into a real embedded store."""
+    yield from ingested(ml1m_prepared, qdrant_path=tmp_path_factory.mktemp("embedded") / "q")
 
 
 @pytest.fixture(scope="session")
 def ml1m_full_embedded(tmp_path_factory, ml1m_prepared_full):
     """ml-1m with every registered model, ingested once into a real embedded store."""
-    settings = settings_for(qdrant_path=tmp_path_factory.mktemp("embedded-full") / "q")
-    from movierec.store import open_writer
-
-    ingest.write(open_writer(settings), ml1m_prepared_full, progress=False)
-    reader = open_reader(settings)
-    yield reader
-    reader.close()
+    yield from ingested(ml1m_prepared_full,
+                        qdrant_path=tmp_path_factory.mktemp("embedded-full") / "q")
 
 
 @pytest.fixture(scope="session")
 def ml1m_local(ml1m_prepared):
     """ml-1m ingested once into qdrant-client's local mode, through the server store classes."""
-    settings = settings_for(qdrant_url="local::memory:")
-    from movierec.store import open_writer
-
-    ingest.write(open_writer(settings), ml1m_prepared, progress=False)
-    reader = open_reader(settings)
-    yield reader
+    yield from ingested(ml1m_prepared, qdrant_url="local::memory:")

@@ -69,7 +69,8 @@ def test_movies_search_finds_the_matrix_first(cli_store):
         (["recommend", "--like", "999999"], "error: unknown movie id: 999999"),
         (["recommend", "--like", "1", "--like", "999998", "--like", "999999"],
          "error: unknown movie ids: 999998, 999999"),
-        (["recommend"], "error: an empty query: give at least one --like or --dislike movie id"),
+        (["recommend"], "error: an empty query: give at least one --like or --dislike movie id, "
+         "or --ratings-file"),
         (["recommend", "--like", "1", "--dislike", "1"], "error: movie 1 is both liked and disliked"),
         (["recommend", "--like", "1", "--limit", "0"], "error: limit must be between 1 and 100, got 0"),
         (["recommend", "--like", "1", "--neighbors", "5000"],
@@ -136,3 +137,45 @@ def test_ingest_of_the_small_csv_and_100k_sets_works(tmp_path):
         assert f"{users} users, {movies} movies" in done.stdout
         found = movierec("movies", "search", "toy story", "--json", env=env)
         assert json.loads(found.stdout)[0]["title"] == "Toy Story (1995)"
+
+
+def test_recommend_from_a_letterboxd_export_reports_what_did_not_match(cli_store, tmp_path):
+    from tests.imports_helpers import letterboxd
+
+    export = tmp_path / "ratings.csv"
+    export.write_bytes(letterboxd([("The Matrix", 1999, 5), ("Star Wars", 1977, 4.5),
+                                   ("Titanic", 1997, 1), ("Amélie", 2001, 4)]))
+    done = movierec("recommend", "--ratings-file", str(export), "--model", "tutorial", "--json",
+                    env=cli_store)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"{export}:5: 'Amélie' (2001) not used: no such movie in the catalog (its newest movies "
+        "are from 2000)",
+        f"{export}: letterboxd export, 3 of 4 rows matched",
+    ]
+    ids = [i["movie_id"] for i in json.loads(done.stdout)]
+    assert len(ids) == 5 and not {2571, 260, 1721} & set(ids)
+    # The same ratings given by hand, in stars, get the same answer.
+    from movierec import recommend
+    from movierec.config import Settings
+    from movierec.store import open_reader
+
+    with open_reader(Settings(qdrant_url=None, qdrant_path=cli_store["QDRANT_PATH"])) as store:
+        same = recommend.recommend(store, {2571: 5.0, 260: 4.5, 1721: 1.0}, scale="stars",
+                                   model="tutorial")
+    assert ids == [r.movie.movie_id for r in same.items]
+
+
+@pytest.mark.parametrize(("content", "fmt", "message"), [
+    (b"", "auto", "error: the file is empty"),
+    (b"Date,Name,Year,Letterboxd URI,Rating\n", "imdb", "error: not an IMDb ratings export: its "
+     "first line has no 'Your Rating' and no 'Const or Title' column"),
+])
+def test_recommend_from_a_bad_export_gives_one_line(cli_store, tmp_path, content, fmt, message):
+    export = tmp_path / "ratings.csv"
+    export.write_bytes(content)
+    done = movierec("recommend", "--ratings-file", str(export), "--format", fmt, env=cli_store)
+    assert (done.returncode, done.stderr.strip()) == (1, message)
+    missing = movierec("recommend", "--ratings-file", str(tmp_path / "nope.csv"), env=cli_store)
+    assert (missing.returncode, missing.stderr.strip()) == (
+        1, f"error: {tmp_path / 'nope.csv'}: No such file or directory")

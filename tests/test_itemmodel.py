@@ -27,7 +27,7 @@ def _ridge_without_self(x: np.ndarray, j: int, penalty: np.ndarray) -> np.ndarra
 def test_ease_columns_are_ridge_regressions_on_the_other_movies():
     r = _ratings()
     x = (r.toarray() > 0).astype(float)
-    w = itemmodel.ease_weights(r, l2=3.0)
+    w = itemmodel.ease_weights(r, l2=3.0, dtype=np.float64)
     for j in range(x.shape[1]):
         np.testing.assert_allclose(w[:, j], _ridge_without_self(x, j, np.full(8, 3.0)), atol=1e-10)
 
@@ -40,7 +40,8 @@ def test_item_model_is_a_rating_weighted_user_normalized_edlae():
     x = x / np.sqrt((stars > 0).sum(axis=1, keepdims=True)) ** 0.5  # |u|^-0.5 in the Gram matrix
     penalty = 2.0 + 0.3 / 0.7 * (x**2).sum(axis=0)  # l2 + p/(1-p) G_ii
     model = itemmodel.learn_item_weights(
-        r, l2=2.0, dropout=0.3, user_norm=0.5, lowpass_weight=0.0, rating_weights=weights
+        r, l2=2.0, dropout=0.3, user_norm=0.5, lowpass_weight=0.0, rating_weights=weights,
+        dtype=np.float64,
     )
     for j in range(x.shape[1]):
         np.testing.assert_allclose(
@@ -99,3 +100,22 @@ def test_item_knn_keeps_the_most_similar_movies_by_cosine():
     np.testing.assert_allclose(
         w, [[0, 2 / 6**0.5, 1 / 6**0.5], [2 / 6**0.5, 0, 0], [0, 0, 0]], atol=1e-12
     )
+
+
+def test_the_float32_solve_is_the_float64_one_to_float32_precision():
+    r = _ratings(1)
+    exact = itemmodel.learn_item_weights(r, l2=2.0, lowpass_weight=0.0, dtype=np.float64)
+    fast = itemmodel.learn_item_weights(r, l2=2.0, lowpass_weight=0.0)
+    np.testing.assert_allclose(fast.weights, exact.weights, rtol=0, atol=1e-5 * np.abs(
+        exact.weights).max())
+
+
+def test_subspace_iteration_spans_the_top_eigenvectors():
+    rng = np.random.default_rng(4)
+    q, _ = np.linalg.qr(rng.standard_normal((400, 400)))
+    spectrum = np.concatenate([np.linspace(10, 5, 20), np.linspace(1, 0.01, 380)])
+    s = (q * spectrum) @ q.T
+    v = itemmodel.top_eigenvectors(s, 20)
+    top = q[:, :20]
+    # The projector onto the found subspace equals the one onto the true top-20 eigenvectors.
+    np.testing.assert_allclose(v @ v.T, top @ top.T, atol=1e-5)

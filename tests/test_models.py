@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from movierec import recommend, schema
-from movierec.errors import NotFoundError, QueryError
+from movierec.errors import NotFoundError, NotServedError, QueryError
 from movierec.models import REGISTRY
 from movierec.models.tutorial import EXAMPLE_DISLIKES, EXAMPLE_LIKES, example_ratings
 from movierec.store import MovieFilter
@@ -84,6 +84,22 @@ class TestEveryModel:
         with pytest.raises(QueryError, match=f"model '{model}' takes no parameter 'colour'"):
             recommend.recommend(store, MATRIX_FANS, model=model, colour="red")
 
+    def test_no_ratings_get_the_popular_answer_with_the_filters(self, store, model):
+        only = MovieFilter(genres=("Horror",), year_min=1980, year_max=1989)
+        answer = recommend.recommend(store, {}, limit=5, model=model, movie_filter=only)
+        assert answer.model == REGISTRY.for_no_ratings == "popular"
+        expected = store.catalog().most_rated(5, genres=("Horror",), year_min=1980, year_max=1989)
+        assert [r.movie for r in answer.items] == expected
+        assert [r.score for r in answer.items] == [float(m.rating_count) for m in expected]
+        for r in answer.items:
+            assert r.why["text"].startswith(f"popular: rated by {r.movie.rating_count:,} people")
+
+    def test_no_ratings_still_get_the_named_models_errors(self, store, model):
+        with pytest.raises(QueryError, match=f"model '{model}' takes no parameter 'colour'"):
+            recommend.recommend(store, {}, model=model, colour="red")
+        with pytest.raises(QueryError, match="limit must be between 1 and 100, got 0"):
+            recommend.recommend(store, {}, model=model, limit=0)
+
 
 def test_the_registry_is_every_list_of_models():
     from movierec.cli import build_parser
@@ -109,6 +125,16 @@ def test_an_unknown_model_is_refused_naming_the_registered_ones(store):
 def test_the_default_for_a_new_person_is_the_first_registered_model_in_the_data(store):
     assert recommend.default_model(store) == "blend"
     assert recommend.recommend(store, MATRIX_FANS).model == "blend"
+
+
+def test_no_ratings_get_the_most_rated_movies_whatever_the_default(store, ml1m):
+    counts = np.bincount(ml1m.movie_ids)
+    most = np.lexsort((np.arange(counts.size), -counts))[:5].tolist()
+    answer = recommend.recommend(store, {}, limit=5)
+    assert answer.model == "popular" and answer.neighbors == 0
+    assert [r.movie.movie_id for r in answer.items] == most == [2858, 260, 1196, 1210, 480]
+    excluded = recommend.recommend(store, {}, limit=3, exclude=(2858, 260))
+    assert [r.movie.movie_id for r in excluded.items] == [1196, 1210, 480]
 
 
 def test_the_default_for_an_existing_user_is_the_tutorial(store):
@@ -208,3 +234,61 @@ def test_popular_answers_the_most_rated_unrated_movies_with_filters(store, ml1m)
     assert [r.movie.movie_id for r in answer.items] == most[1:]
     assert [r.score for r in answer.items] == [float(counts[m]) for m in most[1:]]
     assert answer.items[0].why["text"].startswith(f"popular: rated by {counts[most[1]]:,} people")
+
+
+# --- more like this (the item model's movie vectors) -----------------------------------------
+
+
+def test_similar_movies_are_scored_by_the_dot_product_of_item_vectors(store):
+    answer = recommend.similar_movies(store, 1, limit=10)  # Toy Story (1995)
+    assert answer.model == "item"
+    ids = [r.movie.movie_id for r in answer.items]
+    assert len(ids) == 10 and 1 not in ids
+    assert ids[0] == 3114  # Toy Story 2 (1999)
+    vectors = store.movie_vectors([1, *ids])
+    own = dict(zip(vectors[1].indices.tolist(), vectors[1].values.astype(np.float64).tolist()))
+    for r in answer.items:
+        other = vectors[r.movie.movie_id]
+        dot = sum(own.get(i, 0.0) * v for i, v in zip(other.indices.tolist(),
+                                                        other.values.astype(np.float64).tolist()))
+        assert r.score == pytest.approx(dot, rel=1e-4)
+    scores = [r.score for r in answer.items]
+    assert scores == sorted(scores, reverse=True) and scores[-1] > 0
+
+
+def test_similar_movies_are_explained_by_the_movies_that_predict_both(store):
+    catalog = store.catalog()
+    for r in recommend.similar_movies(store, 2571, limit=5).items:
+        why = r.why
+        assert 1 <= len(why["movies"]) <= 3 and 2571 not in why["movies"]
+        names = [catalog.get(m).title for m in why["movies"]]
+        assert why["text"] == f"people who liked {_joined(names)} like both"
+
+
+def test_similar_movies_honour_genre_and_year_filters(store):
+    only = MovieFilter(genres=("Comedy", "Romance"), year_min=1990, year_max=1995)
+    answer = recommend.similar_movies(store, 1, limit=10, movie_filter=only)
+    assert len(answer.items) == 10
+    for r in answer.items:
+        assert r.movie.movie_id != 1
+        assert {"Comedy", "Romance"} & set(r.movie.genres) and 1990 <= r.movie.year <= 1995
+    unfiltered = [r.movie.movie_id for r in recommend.similar_movies(store, 1, limit=100).items]
+    kept = [m for m in unfiltered if store.catalog().allowed([m], only.genres, 1990, 1995)[0]]
+    assert [r.movie.movie_id for r in answer.items] == kept[:10]
+
+
+def test_similar_movies_of_an_unknown_or_unlearned_movie_say_why(store):
+    with pytest.raises(NotFoundError, match="no movie 999999 in the dataset"):
+        recommend.similar_movies(store, 999_999)
+    rare = store.catalog().get(51)
+    assert rare.rating_count == 0
+    with pytest.raises(NotServedError, match="movie 51 has too few ratings for the item model"):
+        recommend.similar_movies(store, 51)
+    with pytest.raises(QueryError, match="limit must be between 1 and 100, got 101"):
+        recommend.similar_movies(store, 1, limit=101)
+
+
+def test_similar_movies_need_the_item_model_in_the_live_data(ml1m_embedded):
+    assert "item" not in recommend.available_models(ml1m_embedded)
+    with pytest.raises(NotServedError, match="the live data has no item model"):
+        recommend.similar_movies(ml1m_embedded, 1)

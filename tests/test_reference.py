@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.queries import popular_pool, random_people
 from movierec import recommend
 from movierec.models import neighbors
 from tests.conftest import DISLIKES, LIKES, REFERENCE
@@ -60,15 +61,8 @@ def test_reference_matches_a_plain_numpy_computation(ml1m):
 def test_both_stores_give_identical_neighbours_and_scores_on_50_random_queries(
     ml1m_embedded, ml1m_local
 ):
-    rng = np.random.default_rng(7)
-    catalog = ml1m_embedded.catalog()
-    popular = catalog.ids[np.argsort(-np.array([m.rating_count for m in catalog.take(catalog.ids)]))]
-    pool = popular[:1000]
-    for _ in range(50):
-        n = int(rng.integers(1, 12))
-        picked = rng.choice(pool, size=n, replace=False)
-        signs = rng.choice([-1.0, 1.0], size=n)
-        ratings = {int(m): float(s) for m, s in zip(picked, signs)}
+    pool = popular_pool(ml1m_embedded.catalog())
+    for ratings in random_people(pool, 50, np.random.default_rng(7), most=11):
         query = recommend.validate_ratings(ml1m_embedded, ratings, "unit")
         a = recommend.similar_users(ml1m_embedded, query, 20)
         b = recommend.similar_users(ml1m_local, query, 20)

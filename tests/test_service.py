@@ -86,7 +86,10 @@ def test_title_search_and_movie_lookup(api):
     ("body", "status", "error", "field"),
     [
         ({"ratings": {"999999": 1}}, 422, "unknown movie id: 999999", "ratings"),
-        ({"ratings": {}}, 422, "ratings: ratings are empty: rate at least one movie", "ratings"),
+        ({"ratings": {}, "limit": 0}, 422, "limit: Input should be greater than or equal to 1",
+         "limit"),
+        ({"ratings": {}, "model": "svd"}, 422, "model: Input should be 'blend', 'item', "
+         "'user-knn', 'tutorial' or 'popular'", "model"),
         ({"ratings": {"abc": 1}}, 422, "ratings: movie id 'abc' is not an integer in "
          "0..4294967295", "ratings"),
         ({"ratings": {"1": 1}, "limit": 0}, 422, "limit: Input should be greater than or equal "
@@ -114,6 +117,85 @@ def test_bad_bodies_get_422_naming_the_problem(api, body, status, error, field):
     r = api.client.post("/recommendations", json=body)
     assert r.status_code == status
     assert r.json() == {"error": error, "field": field}
+
+
+def test_zero_ratings_get_the_most_rated_movies_as_popular(api):
+    r = api.client.post("/recommendations", json={"ratings": {}, "limit": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["model"], body["neighbors"]) == ("popular", 0)
+    most_rated = api.client.get("/movies", params={"limit": 5}).json()["items"]
+    assert [i["movie_id"] for i in body["items"]] == [m["movie_id"] for m in most_rated] == [
+        2858, 260, 1196, 1210, 480]
+    for item, movie in zip(body["items"], most_rated):
+        assert item["score"] == movie["rating_count"]
+        assert item["why"]["text"] == (f"popular: rated by {movie['rating_count']:,} people, "
+                                       f"{movie['rating_mean']:.2g} stars on average")
+    # Whichever model is named, and on either scale.
+    named = api.client.post("/recommendations", json={"ratings": {}, "limit": 5,
+                                                      "model": "tutorial", "scale": "stars"})
+    assert named.status_code == 200 and named.json() == body
+
+
+def test_zero_ratings_honour_the_genre_and_year_filters(api):
+    body = {"ratings": {}, "limit": 10, "genres": ["Horror"], "year_min": 1980, "year_max": 1989}
+    r = api.client.post("/recommendations", json=body)
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert len(items) == 10
+    assert items[0]["title"] == "Ghostbusters (1984)"  # Comedy|Horror, 2,181 ratings
+    counts = [i["score"] for i in items]
+    assert counts == sorted(counts, reverse=True)
+    for item in items:
+        assert "Horror" in item["genres"] and 1980 <= item["year"] <= 1989, item
+        assert item["why"]["text"].startswith("popular: rated by ")
+
+
+def test_more_like_this_answers_the_nearest_movies_in_the_item_model(api):
+    r = api.client.get("/movies/1/similar", params={"limit": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["movie"]["title"] == "Toy Story (1995)"
+    assert body["model"] == "item"
+    ids = [i["movie_id"] for i in body["items"]]
+    assert len(ids) == 5 and 1 not in ids and ids[0] == 3114  # Toy Story 2 (1999)
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True) and scores[-1] > 0
+    for item in body["items"]:
+        assert item["why"]["text"].startswith("people who liked ")
+        assert item["why"]["text"].endswith(" like both")
+    assert api.client.get("/movies/1/similar").json()["items"][:5] == body["items"]
+
+
+@pytest.mark.parametrize("genres", [["Comedy", "Romance"], ["Comedy,Romance"]])
+def test_more_like_this_honours_genre_and_year_filters(api, genres):
+    r = api.client.get("/movies/1/similar", params={"limit": 10, "genres": genres,
+                                                    "year_min": 1990, "year_max": 1995})
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert len(items) == 10
+    for item in items:
+        assert item["movie_id"] != 1
+        assert {"Comedy", "Romance"} & set(item["genres"]) and 1990 <= item["year"] <= 1995
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "error"),
+    [
+        ("/movies/999999/similar", 404, "no movie 999999 in the dataset"),
+        ("/movies/51/similar", 409, "movie 51 has too few ratings for the item model to know "
+         "which movies are like it"),
+        ("/movies/1/similar?limit=0", 422, "limit: Input should be greater than or equal to 1"),
+        ("/movies/1/similar?limit=101", 422, "limit: Input should be less than or equal to 100"),
+        ("/movies/1/similar?year_min=2000&year_max=1990", 422, "year_min is after year_max"),
+        ("/movies/x/similar", 422, "movie_id: Input should be a valid integer, unable to parse "
+         "string as an integer"),
+    ],
+)
+def test_more_like_this_refuses_with_one_line(api, path, status, error):
+    r = api.client.get(path)
+    assert r.status_code == status
+    assert r.json()["error"] == error
 
 
 def test_unknown_movie_ids_are_all_named(api):
@@ -165,7 +247,8 @@ def test_readyz_reports_the_store_and_metrics_count_requests(api):
     after = api.client.get("/metrics").text
 
     def count(text: str, status: str) -> float:
-        key = f'movierec_http_requests_total{{method="GET",route="/movies/{{movie_id}}",status="{status}"}}'
+        key = (f'movierec_http_requests_total{{method="GET",model="",route="/movies/{{movie_id}}",'
+               f'status="{status}"}}')
         for line in text.splitlines():
             if line.startswith(key):
                 return float(line.split()[-1])
@@ -180,7 +263,7 @@ def test_readyz_reports_the_store_and_metrics_count_requests(api):
 def test_openapi_and_docs_are_served(api):
     spec = api.client.get("/openapi.json").json()
     assert {"/recommendations", "/users/{user_id}/recommendations", "/movies",
-            "/movies/{movie_id}", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+            "/movies/{movie_id}", "/movies/{movie_id}/similar", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
     assert api.client.get("/docs").status_code == 200
 
 
@@ -213,6 +296,10 @@ def test_readyz_is_503_before_ingest_and_200_after(tmp_path, ml1m_dir):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert_reference(service.client.post("/recommendations", json=TUTORIAL_BODY).json())
+        r = service.client.get("/movies/1/similar")
+        assert (r.status_code, r.json()) == (409, {
+            "error": "the live data has no item model, which finds similar movies: ingest "
+                     "without --no-item-model"})
 
 
 @pytest.fixture
@@ -292,30 +379,29 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, ml1m_prepared):
 # --- models, filters, explanations ------------------------------------------------------------
 
 
-def test_models_lists_the_learned_item_model_first_as_the_default(api):
+def test_models_lists_the_default_for_new_people_first(api):
     r = api.client.get("/models")
     assert r.status_code == 200
     body = r.json()
-    assert body["default"] == "item"
+    assert body["default"] == "blend"
     assert [m["name"] for m in body["models"]] == ["blend", "item", "user-knn", "tutorial", "popular"]
     assert body["liked_stars"] == 3.0
 
 
-def test_default_model_is_the_item_model_and_explains_with_the_persons_movies(api):
+def test_default_model_is_blend_and_explains_every_answer(api):
     body = {"ratings": {"2571": 1, "260": 1, "1196": 1, "296": -1}, "limit": 5}
     r = api.client.post("/recommendations", json=body)
     assert r.status_code == 200
     answer = r.json()
-    assert answer["model"] == "item"
-    assert answer["neighbors"] == 0
+    assert answer["model"] == "blend"
+    assert answer["neighbors"] == 50
     ids = [i["movie_id"] for i in answer["items"]]
     assert len(ids) == 5 and not {2571, 260, 1196, 296} & set(ids)
     scores = [i["score"] for i in answer["items"]]
     assert scores == sorted(scores, reverse=True) and scores[-1] > 0
     for item in answer["items"]:
         why = item["why"]
-        assert why["text"].startswith("because you liked ")
-        assert why["movies"] and set(why["movies"]) <= {2571, 260, 1196}
+        assert why["text"] and set(why["parts"]) == {"popularity", "item", "neighbors"}
 
 
 def test_user_knn_explains_with_the_similar_users(api):
@@ -362,3 +448,79 @@ def test_existing_user_with_the_item_model(api, ml1m):
     assert r.status_code == 200
     ids = [i["movie_id"] for i in r.json()["items"]]
     assert len(ids) == 5 and not set(ml1m.movie_ids[ml1m.user_ids == 1].tolist()) & set(ids)
+
+
+
+# --- importing ratings -----------------------------------------------------------------------
+
+
+def test_import_of_a_letterboxd_export_as_text_csv_and_its_recommendations(api):
+    from tests.imports_helpers import WELL_KNOWN, letterboxd
+
+    data = letterboxd([(name, year, 4.5 if k % 5 else 1.5) for k, (name, year, _) in
+                       enumerate(WELL_KNOWN)])
+    r = api.client.post("/ratings/import", content=data, headers={"content-type": "text/csv"})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["format"], body["rows"], len(body["matched"])) == ("letterboxd", 50, 49)
+    assert {int(k) for k in body["ratings"]} == {m for *_, m in WELL_KNOWN if m is not None}
+    assert body["matched"][0] == {"line": 2, "movie_id": 260, "title": "Star Wars: Episode IV - "
+                                  "A New Hope (1977)", "year": 1977, "genres": [
+                                      "Action", "Adventure", "Fantasy", "Sci-Fi"], "stars": 1.5,
+                                  "matched_by": "title", "given": {"title": "Star Wars",
+                                                                   "year": 1977}}
+    assert body["unmatched"] == [{"line": 51, "title": "Amélie", "year": 2001, "reason":
+                                  "no such movie in the catalog (its newest movies are from 2000)"}]
+    answer = api.client.post("/recommendations", json={"ratings": body["ratings"],
+                                                       "scale": "stars", "limit": 10})
+    assert answer.status_code == 200
+    ids = [i["movie_id"] for i in answer.json()["items"]]
+    assert len(ids) == 10 and not {int(k) for k in body["ratings"]} & set(ids)
+
+
+def test_import_as_a_multipart_upload_of_an_imdb_export(api):
+    from tests.imports_helpers import imdb
+
+    data = imdb([(133093, 10, "The Matrix", 1999, "Movie"), (120338, 3, "Titanic", 1997,
+                                                             "Movie")])
+    r = api.client.post("/ratings/import", params={"format": "imdb"},
+                        files={"file": ("ratings.csv", data, "text/csv")})
+    assert r.status_code == 200
+    assert r.json()["ratings"] == {"2571": 5.0, "1721": 1.5}
+
+
+@pytest.mark.parametrize(("content", "content_type", "status", "error"), [
+    (b"", "text/csv", 422, "the file is empty"),
+    (b"a;b\n1;2\n", "text/csv", 422, "the file is neither a Letterboxd ratings.csv (Name, Year, "
+     "Rating), an IMDb ratings export (Const, Your Rating, Title, Year) nor a movie_id,rating "
+     "csv: its first line is 'a;b'"),
+    (b"Name,Year,Rating\nAm\xe9lie,2001,4\n", "text/csv", 422, "line 2: the file is not UTF-8 "
+     "text (byte 0xe9): export it again, or save it as UTF-8"),
+    (b'{"ratings": {}}', "application/json", 415, "send the export as a file upload "
+     "(multipart/form-data) or as the body with Content-Type: text/csv"),
+    (b"--x\r\n\r\n", "multipart/form-data; boundary=y", 422, "the multipart body cannot be "
+     "read: no parts found (is the boundary right?)"),
+    (b"--x\r\n\r\n", "multipart/form-data", 422, "the multipart body cannot be read: no parts "
+     "found (is the boundary right?)"),
+    (b"--x\r\nContent-Type: text/csv\r\n\r\n1,4\r\n--x--\r\n", "multipart/form-data; "
+     "boundary=x", 422, "the multipart body has no form-data part holding a file"),
+])
+def test_import_refuses_bad_files_in_one_line(api, content, content_type, status, error):
+    r = api.client.post("/ratings/import", content=content,
+                        headers={"content-type": content_type})
+    assert r.status_code == status
+    assert r.json()["error"] == error
+
+
+def test_import_bodies_are_limited_to_2_mib_and_every_other_body_to_64_kib(api):
+    rows = b"movie_id,rating\n" + b"1,4\n" * 30_000  # 90 KB: over 64 KiB, within 2 MiB
+    r = api.client.post("/ratings/import", content=rows, headers={"content-type": "text/csv"})
+    assert r.status_code == 422
+    assert r.json()["error"] == ("the file has more than 10,000 rows: export fewer ratings "
+                                 "(Letterboxd and IMDb exports are far smaller)")
+    big = b"movie_id,rating\n" + b"1,4\n" * 800_000
+    r = api.client.post("/ratings/import", content=big, headers={"content-type": "text/csv"})
+    assert (r.status_code, r.json()) == (413, {"error": "request body is larger than 2097152 "
+                                                        "bytes"})
+    r = api.client.post("/recommendations", content=rows, headers={"content-type": "text/csv"})
+    assert r.status_code == 413

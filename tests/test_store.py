@@ -48,7 +48,7 @@ def answer_of(store) -> list[tuple[int, float]]:
     return [(r.movie.movie_id, r.score) for r in a.items]
 
 
-def test_embedded_reingest_is_idempotent_and_keeps_one_version(tmp_path, small_dir):
+def test_embedded_reingest_is_idempotent_and_keeps_the_previous_version(tmp_path, small_dir):
     settings = settings_for(qdrant_path=tmp_path / "q")
     first = ingest.run(settings, "small", small_dir, progress=False)
     with open_reader(settings) as store:
@@ -61,6 +61,18 @@ def test_embedded_reingest_is_idempotent_and_keeps_one_version(tmp_path, small_d
         status = store.status()
         assert (status.users, status.movies, status.version) == (300, 120, second.version)
         assert answer_of(store) == before
+    # The live version and one previous complete version (KEEP_PREVIOUS_VERSIONS=1).
+    assert sorted(p.name for p in (tmp_path / "q" / VERSIONS).iterdir()) == [first.version,
+                                                                            second.version]
+    third = ingest.run(settings, "small", small_dir, progress=False)
+    assert sorted(p.name for p in (tmp_path / "q" / VERSIONS).iterdir()) == [second.version,
+                                                                            third.version]
+
+
+def test_embedded_store_with_no_previous_version_kept_holds_only_the_live_one(tmp_path, small_dir):
+    settings = settings_for(qdrant_path=tmp_path / "q", keep_previous_versions=0)
+    ingest.run(settings, "small", small_dir, progress=False)
+    second = ingest.run(settings, "small", small_dir, progress=False)
     assert [p.name for p in (tmp_path / "q" / VERSIONS).iterdir()] == [second.version]
 
 
@@ -104,12 +116,13 @@ def test_second_ingest_while_one_runs_is_refused(tmp_path, small_dir):
 
 
 def test_open_reader_switches_to_a_new_ingest_and_removes_the_old_version(tmp_path, small_dir):
-    settings = settings_for(qdrant_path=tmp_path / "q")
+    settings = settings_for(qdrant_path=tmp_path / "q", keep_previous_versions=0)
     first = ingest.run(settings, "small", small_dir, progress=False)
     with open_reader(settings) as store:
         assert store.status().version == first.version
         # Another process ingests while this one serves the first version.
-        done = ingest_cli({"QDRANT_PATH": str(tmp_path / "q"), "QDRANT_URL": ""}, small_dir)
+        done = ingest_cli({"QDRANT_PATH": str(tmp_path / "q"), "QDRANT_URL": "",
+                           "KEEP_PREVIOUS_VERSIONS": "0"}, small_dir)
         assert done.returncode == 0, done.stderr
         versions = sorted(p.name for p in (tmp_path / "q" / VERSIONS).iterdir())
         assert len(versions) == 2  # the served one is kept while it is open
@@ -148,20 +161,22 @@ def test_ingest_killed_mid_write_leaves_the_previous_version_fully_served(
             status = store.status()
             assert (status.version, status.users, status.movies) == (live.version, 300, 120)
             assert answer_of(store) == expected
-    # A re-run finishes with exact counts and removes what the killed runs left.
+    # A re-run finishes with exact counts and removes what the killed runs left; the version
+    # live before it is kept for rollback.
     done = ingest_cli(env, big_dir, "--no-item-model")
     assert done.returncode == 0, done.stderr
     with open_reader(settings) as store:
         status = store.status()
         assert (status.users, status.movies) == (40_000, 3_000)
-    assert len(list((root / VERSIONS).iterdir())) == 1
+    assert sorted(p.name for p in (root / VERSIONS).iterdir()) == sorted([live.version,
+                                                                         status.version])
 
 
 # --- the server store, on qdrant-client local mode -----------------------------------------
 
 
 def test_server_store_reingest_moves_both_aliases_and_drops_old_collections(tmp_path, small_dir):
-    settings = settings_for(qdrant_url=f"local:{tmp_path / 'local'}")
+    settings = settings_for(qdrant_url=f"local:{tmp_path / 'local'}", keep_previous_versions=0)
     first = ingest.run(settings, "small", small_dir, progress=False)
     reader = open_reader(settings)
     before = answer_of(reader)

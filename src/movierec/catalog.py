@@ -19,6 +19,7 @@ class Movie:
     genres: list[str]
     rating_count: int = 0
     rating_mean: float | None = None
+    imdb_id: int | None = None  # the number of its IMDb tt-id, where the dataset links one
 
     def to_dict(self) -> dict:
         return {
@@ -40,6 +41,7 @@ class MovieCatalog:
         self.ids = np.array([m.movie_id for m in movies], dtype=np.int64)
         self._folded = [m.title.casefold() for m in movies]
         self._popularity = np.array([m.rating_count for m in movies], dtype=np.int64)
+        self._by_popularity = np.lexsort((self.ids, -self._popularity))
         self._years = np.array([m.year if m.year is not None else -1 for m in movies],
                                dtype=np.int64)
         self.genres = sorted({g for m in movies for g in m.genres})
@@ -61,6 +63,7 @@ class MovieCatalog:
                     genres=list(p.get("genres") or []),
                     rating_count=int(p.get("rating_count") or 0),
                     rating_mean=p.get("rating_mean"),
+                    imdb_id=None if p.get("imdb_id") is None else int(p["imdb_id"]),
                 )
                 for p in payloads
             ]
@@ -68,6 +71,9 @@ class MovieCatalog:
 
     def __len__(self) -> int:
         return len(self._movies)
+
+    def __iter__(self):
+        return iter(self._movies)
 
     def positions(self, movie_ids: np.ndarray) -> np.ndarray:
         """Index of each id in the catalog, -1 where unknown."""
@@ -107,12 +113,19 @@ class MovieCatalog:
                    year_max=None) -> list[Movie]:
         """The `limit` movies with the most ratings (ties by id), but the excluded ones, among
         those passing the genre/year filters."""
-        keep = ~np.isin(self.ids, np.asarray(exclude, dtype=np.int64))
+        order = self._by_popularity
         if genres or year_min is not None or year_max is not None:
-            keep &= self.allowed(self.ids, genres, year_min, year_max)
-        rows = np.flatnonzero(keep)
-        order = rows[np.lexsort((self.ids[rows], -self._popularity[rows]))[:limit]]
-        return [self._movies[i] for i in order]
+            order = order[self.allowed(self.ids[order], genres, year_min, year_max)]
+        out: list[Movie] = []
+        skip = {int(m) for m in np.asarray(exclude).ravel().tolist()}
+        # Walk the popularity order: a person's few rated movies cost a few extra steps.
+        for row in order[: limit + len(skip)].tolist():
+            movie = self._movies[row]
+            if movie.movie_id not in skip:
+                out.append(movie)
+                if len(out) == limit:
+                    break
+        return out
 
     def search(self, text: str, limit: int = 10) -> list[Movie]:
         """Titles containing `text` (case-insensitive); prefix matches first, then most rated."""

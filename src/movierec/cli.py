@@ -1,4 +1,5 @@
-"""`movierec ingest | recommend | movies search | serve | check | evaluate`: thin shells over the library.
+"""`movierec ingest | recommend | movies search | serve | check | rollback | snapshot | restore |
+evaluate`: thin shells over the library.
 
 Errors a person can cause print one line (`error: ...`) and exit 1; never a traceback
 (set MOVIEREC_DEBUG=1 to see one).
@@ -65,10 +66,13 @@ def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
     from movierec import recommend
     from movierec.store import open_reader
 
+    scale = "unit"
     ratings = recommend.tutorial_query(args.like or [], args.dislike or [])
     with open_reader(settings) as store:
+        if args.ratings_file is not None:
+            ratings, scale = _imported(store, args), "stars"
         answer = recommend.recommend(store, ratings, limit=args.limit, neighbors=args.neighbors,
-                                     model=args.model)
+                                     model=args.model, scale=scale)
     items = [r.to_dict() for r in answer.items]
     if args.json:
         print(json.dumps(items, indent=2))
@@ -78,6 +82,30 @@ def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
         for i in items:
             print(f"{i['score']:>12.8f}  {i['title']:<{width}}  {i['movie_id']}")
     return 0
+
+
+def _imported(store, args: argparse.Namespace) -> dict[int, float]:
+    """The file's matched ratings in stars (--like/--dislike add to them: 5 and 1 stars); every
+    row that did not match is reported on stderr, one line each."""
+    from movierec import imports, recommend
+
+    try:
+        data = args.ratings_file.read_bytes()
+    except OSError as exc:
+        raise imports.ExportError(f"{args.ratings_file}: {exc.strerror or exc}") from None
+    result = imports.read_ratings(store.catalog(), data, args.format,
+                                  max_ratings=recommend.MAX_RATINGS)
+    for row in result.unmatched:
+        named = f" {row.title!r}" if row.title else ""
+        year = f" ({row.year})" if row.year else ""
+        print(f"{args.ratings_file}:{row.line}:{named}{year} not used: {row.reason}",
+              file=sys.stderr)
+    print(f"{args.ratings_file}: {result.format} export, {len(result.matched)} of {result.rows} "
+          "rows matched", file=sys.stderr)
+    ratings = result.ratings
+    ratings.update({m: 5.0 for m in args.like or []})
+    ratings.update({m: 1.0 for m in args.dislike or []})
+    return ratings
 
 
 def cmd_movies_search(args: argparse.Namespace, settings: Settings) -> int:
@@ -109,12 +137,42 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
             status = StoreStatus(ready=False, detail=str(exc))
         if status.ready:
+            from movierec.store.server import describe_cluster
+
             print(f"ready: {status.users} users, {status.movies} movies (version {status.version})")
+            print(f"cluster: {describe_cluster(status.cluster)}")
             return 0
         if time.monotonic() >= deadline:
             _err(f"not ready: {status.detail}")
             return 1
         time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.store import rollback
+
+    rolled_from, to = rollback(settings)
+    print(f"rolled back {_where(settings)} from version {rolled_from} to {to}; running services "
+          "switch within seconds, as after an ingest")
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.store.backup import snapshot
+
+    done = snapshot(settings, args.output, keep=args.keep)
+    print(f"snapshot of version {done.version} ({done.kind}, {done.size / 1e6:.1f} MB, "
+          f"{done.seconds:.2f}s) in {done.where}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.store.backup import restore
+
+    done = restore(settings, args.snapshot)
+    print(f"restored version {done.version} into {_where(settings)} ({done.seconds:.2f}s); "
+          "`movierec rollback` undoes it")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -213,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="similar users to use (default 20; user-knn 100)")
     p.add_argument("--model", default="tutorial", choices=REGISTRY.names(),
                    help="the model: " + ", ".join(REGISTRY.names()) + " (default: tutorial)")
+    p.add_argument("--ratings-file", type=Path, default=None, metavar="FILE",
+                   help="ratings exported from Letterboxd (ratings.csv), IMDb, or a "
+                   "movie_id,rating csv (stars)")
+    p.add_argument("--format", default="auto", choices=("auto", "letterboxd", "imdb", "csv"),
+                   help="the file's format (default: recognised by its header)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_recommend)
 
@@ -232,6 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="exit 0 when the store is reachable and holds data")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("rollback", help="make the previous complete version live again")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("snapshot", help="back up the live version (checksummed)")
+    p.add_argument("output", type=Path, nargs="?", default=None,
+                   help="folder to write the snapshot into (a Qdrant server: also download "
+                   "the server's snapshots there; without it they stay in Qdrant's snapshot "
+                   "storage, S3 when configured)")
+    p.add_argument("--keep", type=int, default=None, metavar="N",
+                   help="Qdrant server: delete all but the newest N snapshots of our collections")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("restore", help="make a snapshot live again (checksums verified first)")
+    p.add_argument("snapshot", type=Path, help="a folder written by `movierec snapshot`")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("evaluate", help="offline evaluation of every model against baselines")
     p.add_argument("--dataset", default=None)
@@ -261,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         ) or str(exc).splitlines()[0]
         _err(f"invalid configuration: {detail}")
         return 2
-    if args.command == "recommend" and not (args.like or args.dislike):
-        _err("an empty query: give at least one --like or --dislike movie id")
+    if args.command == "recommend" and not (args.like or args.dislike or args.ratings_file):
+        _err("an empty query: give at least one --like or --dislike movie id, or --ratings-file")
         return 1
     try:
         return args.func(args, settings)

@@ -21,6 +21,15 @@ class Settings(BaseSettings):
     qdrant_path: Path = Path(".movierec/qdrant")
     qdrant_prefer_grpc: bool = False
     qdrant_timeout: float = Field(default=10.0, gt=0)
+    # Distributed Qdrant (a server with several peers): shards per collection, copies of each
+    # shard, and how many copies must confirm a write. Unset: one shard per peer (Qdrant's own
+    # default), 2 copies when there are 2 or more peers (so one peer can be lost), and writes
+    # confirmed by every copy. Ignored by the embedded store, which is one process.
+    qdrant_shards: int | None = Field(default=None, ge=1, le=1024)
+    qdrant_replication_factor: int | None = Field(default=None, ge=1, le=64)
+    qdrant_write_consistency: int | None = Field(default=None, ge=1, le=64)
+    # Complete versions kept besides the live one, for `movierec rollback` (both stores).
+    keep_previous_versions: int = Field(default=1, ge=0, le=20)
 
     # Which dataset and where to find it.
     movielens_dataset: str = "ml-1m"
@@ -35,6 +44,13 @@ class Settings(BaseSettings):
     log_level: str = "info"
     service_api_key: SecretStr | None = None
     cors_origins: str = ""
+
+    @field_validator("qdrant_shards", "qdrant_replication_factor", "qdrant_write_consistency",
+                     mode="before")
+    @classmethod
+    def _empty_number_is_unset(cls, value: object) -> object:
+        # `QDRANT_SHARDS=` (the chart's default) means "let Qdrant decide".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("qdrant_url", "movielens_url", "movielens_md5", mode="before")
     @classmethod

@@ -17,9 +17,22 @@ class NotFoundError(MovierecError):
     """A user or movie that does not exist."""
 
 
+class NotServedError(MovierecError):
+    """The live data lacks what the request needs: a model the ingest skipped, or a movie the
+    model has no vector for."""
+
+
 class StoreUnavailable(MovierecError):
     """Qdrant cannot be reached, or holds no ingested data yet."""
 
 
 class StoreBusy(MovierecError):
     """The embedded store is locked by another process."""
+
+
+class ConfigError(MovierecError):
+    """A setting that cannot work with the store it points at (e.g. more replicas than peers)."""
+
+
+class NothingToRollBack(MovierecError):
+    """`movierec rollback` with no previous complete version kept."""

@@ -65,13 +65,17 @@ def _plain(value: Any) -> Any:
 
 
 def movie_payloads(dataset: movielens.Dataset) -> list[dict[str, Any]]:
-    """One payload per movie: id, title, year, genres, and how often / how well it was rated."""
+    """One payload per movie: id, title, year, genres, how often / how well it was rated, and
+    its IMDb id."""
     movies = dataset.movies
     ids = movies["movie_id"].to_numpy()
     counts, sums = _per_movie(ids, dataset.movie_ids, dataset.ratings)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     years = movies["year"].astype(object).where(movies["year"].notna(), None).tolist()
+    # The IMDb id (links.csv) lets imported ratings match by id; None where the set has none.
+    imdb = movies["imdb_id"] if "imdb_id" in movies else pd.Series([pd.NA] * len(movies))
+    imdb_ids = imdb.astype(object).where(imdb.notna(), None).tolist()
     return [
         {
             "movie_id": int(movie_id),
@@ -80,10 +84,11 @@ def movie_payloads(dataset: movielens.Dataset) -> list[dict[str, Any]]:
             "genres": list(genres),
             "rating_count": int(count),
             "rating_mean": None if np.isnan(mean) else round(float(mean), 4),
+            "imdb_id": None if imdb_id is None else int(imdb_id),
         }
-        for movie_id, title, year, genres, count, mean in zip(
+        for movie_id, title, year, genres, count, mean, imdb_id in zip(
             ids.tolist(), movies["title"].tolist(), years, movies["genres"].tolist(),
-            counts.tolist(), means.tolist()
+            counts.tolist(), means.tolist(), imdb_ids
         )
     ]
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from movierec.errors import NotFoundError, QueryError
+from movierec.errors import NotFoundError, NotServedError, QueryError
 from movierec.models import REGISTRY, Answer, Ask, Person, Recommendation
+from movierec.models.item import ItemModel, more_like
 from movierec.models.neighbors import MAX_NEIGHBORS, similar_users
 from movierec.store import MovieFilter, StoreReader
 from movierec.vectors import SparseVector, query_vector
 
 __all__ = ["MAX_LIMIT", "MAX_NEIGHBORS", "MAX_RATINGS", "Answer", "Recommendation",
            "available_models", "default_model", "recommend", "recommend_for_user",
-           "similar_users", "tutorial_query", "validate_ratings"]
+           "similar_movies", "similar_users", "tutorial_query", "validate_ratings"]
 
 MAX_RATINGS = 1_000
 MAX_LIMIT = 100
@@ -40,9 +41,8 @@ def tutorial_query(likes, dislikes) -> dict[int, float]:
 
 
 def check_ratings(store: StoreReader, ratings: dict[int, float], scale: str) -> None:
-    """A person's ratings against the limits and the live catalog, or a QueryError saying why."""
-    if not ratings:
-        raise QueryError("ratings are empty: rate at least one movie")
+    """A person's ratings against the limits and the live catalog, or a QueryError saying why.
+    No ratings at all is valid: that person gets REGISTRY.for_no_ratings's answer."""
     if len(ratings) > MAX_RATINGS:
         raise QueryError(f"too many ratings: {len(ratings)} (at most {MAX_RATINGS})")
     unknown = store.catalog().unknown(ratings.keys())
@@ -93,11 +93,27 @@ def recommend(
 
     exclude: movies never to answer besides the person's own; exclude_user: a user who may not
     be a neighbour (the evaluation's own user, whose training ratings are stored); params: the
-    model's own parameters (Model.params), e.g. user-knn's knn_power."""
-    chosen = REGISTRY.resolve(model, store.meta())
+    model's own parameters (Model.params), e.g. user-knn's knn_power.
+
+    No ratings: the answer of REGISTRY.for_no_ratings (the most rated movies, with the filters),
+    whichever model was named or is the default; the request is still checked against the named
+    model, so that it gets the same errors as with ratings."""
+    meta = store.meta()
+    chosen = REGISTRY.resolve(model, meta)
     ask = _ask(chosen, limit, movie_filter, exclude, {"neighbors": neighbors, **params})
     check_ratings(store, ratings, scale)
+    if not ratings:
+        chosen = _no_ratings_model(meta)
+        ask = _ask(chosen, limit, movie_filter, exclude, {})
     return chosen.answer(store, Person(ratings, scale, exclude_user), ask)
+
+
+def _no_ratings_model(meta):
+    try:
+        return REGISTRY.resolve(REGISTRY.for_no_ratings, meta)
+    except QueryError:
+        raise QueryError(f"ratings are empty and the live data has no {REGISTRY.for_no_ratings!r}"
+                         " model to start from: rate at least one movie") from None
 
 
 def recommend_for_user(
@@ -113,3 +129,19 @@ def recommend_for_user(
         raise NotFoundError(f"no user {user_id} in the dataset")
     ratings = dict(zip(vector.indices.tolist(), vector.values.tolist()))
     return chosen.answer(store, Person(ratings, "z", user_id), ask)
+
+
+def similar_movies(store: StoreReader, movie_id: int, limit: int = 10,
+                   movie_filter: MovieFilter | None = None) -> Answer:
+    """"More like this": the movies nearest `movie_id` in the item model's vectors (never the
+    movie itself), with the genre/year filters; each explained by the movies behind the likeness.
+    NotFoundError for an unknown movie; NotServedError when the live data has no item model or
+    the movie has no item vector (too few ratings to learn one)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    if store.catalog().get(movie_id) is None:
+        raise NotFoundError(f"no movie {movie_id} in the dataset")
+    if ItemModel.name not in store.meta().models:
+        raise NotServedError("the live data has no item model, which finds similar movies: "
+                             "ingest without --no-item-model")
+    return Answer(ItemModel.name, 0, more_like(store, movie_id, limit, movie_filter or MovieFilter()))

@@ -26,7 +26,7 @@ LIKED_VECTOR = "liked"
 LIKED_STARS = 3.0
 
 USER_FIELDS = ("user_id", "gender", "age", "occupation", "zip")
-MOVIE_FIELDS = ("movie_id", "title", "year", "genres", "rating_count", "rating_mean")
+MOVIE_FIELDS = ("movie_id", "title", "year", "genres", "rating_count", "rating_mean", "imdb_id")
 
 # Payload fields the item model filters on, indexed on the server.
 MOVIE_INDEXES = {"genres": "keyword", "year": "integer"}
@@ -35,3 +35,9 @@ MOVIE_INDEXES = {"genres": "keyword", "year": "integer"}
 def versioned(alias: str, version: str) -> str:
     """The physical collection an ingest writes for `alias`."""
     return f"{alias}-{version}"
+
+
+def previous(alias: str, k: int) -> str:
+    """The alias of the k-th previous complete version (k = 1: the one live before), kept for
+    `movierec rollback`."""
+    return f"{alias}-previous-{k}"

@@ -123,6 +123,9 @@ def test_typing_liking_and_disliking_shows_the_apis_recommendations(web, page):
     # The link reproduces the page.
     assert page.url == web.url + "/?like=2571,1196,1&dislike=296"
     box.blur()
+    first = page.locator("#results > li").first
+    first.locator("button.more").click()
+    expect(first.locator(".similar-list > li")).to_have_count(5)
     page.screenshot(path=SCREENSHOT, full_page=True)
     shared = page.context.new_page()
     shared.goto(page.url)
@@ -215,3 +218,144 @@ def test_a_service_without_data_says_so_and_recovers_after_ingest(tmp_path, page
         assert done.returncode == 0, done.stderr
         wait_for_recommendations(page, 10, 1)
         expect(page.get_by_role("alert")).to_be_hidden()
+
+
+# --- before anything is rated; more like this; the like threshold ------------------------------
+
+
+def strip(page: Page) -> list[list]:
+    """The popular strip as shown: id, title, the year and genres line."""
+    return page.get_by_role("list", name="Popular movies to rate").locator("li").evaluate_all(
+        """items => items.map(li => [Number(li.dataset.movieId),
+            li.querySelector('.title').textContent, li.querySelector('.meta').textContent])""")
+
+
+def as_strip(answer: dict) -> list[list]:
+    return [[m["movie_id"], m["title"], " · ".join([str(m["year"]), ", ".join(m["genres"])])]
+            for m in answer["items"]]
+
+
+def test_nothing_rated_shows_popular_movies_to_rate_from(web, page):
+    bodies = recommendation_requests(page)
+    page.goto(web.url + "/")
+    popular = page.get_by_role("region", name="Popular movies to start with")
+    expect(popular).to_be_visible()
+    expect(popular.get_by_role("listitem")).to_have_count(12)
+    assert bodies[-1] == {"ratings": {}, "limit": 12}
+    answer = web.client.post("/recommendations", json=bodies[-1]).json()
+    assert answer["model"] == "popular"
+    assert strip(page) == as_strip(answer)
+    assert strip(page)[0][:2] == [2858, "American Beauty (1999)"]
+    expect(page.locator("#summary")).to_have_text("Rate a movie to see recommendations.")
+
+    # The filters hold for the strip too.
+    page.locator("#filters summary").click()
+    page.get_by_label("Horror", exact=True).check()
+    expect(popular.get_by_role("listitem").first).to_contain_text("Ghostbusters (1984)")
+    assert bodies[-1] == {"ratings": {}, "limit": 12, "genres": ["Horror"]}
+    assert strip(page) == as_strip(web.client.post("/recommendations", json=bodies[-1]).json())
+    page.get_by_role("button", name="Clear filters").click()
+    expect(popular.get_by_role("listitem").first).to_contain_text("American Beauty (1999)")
+
+    # Rating one from the strip: it is rated, the strip goes, recommendations come.
+    popular.get_by_role("button", name="Like Star Wars: Episode IV - A New Hope (1977)",
+                        exact=True).click()
+    wait_for_recommendations(page, 10, 1)
+    expect(popular).to_be_hidden()
+    assert page.url == web.url + "/?like=260"
+    rated = page.get_by_role("list", name="Movies you rated")
+    expect(rated.get_by_role("button", name="Like Star Wars: Episode IV - A New Hope (1977)",
+                             exact=True)).to_have_attribute("aria-pressed", "true")
+    # Removing it brings the strip back.
+    page.get_by_role("button", name="Remove Star Wars: Episode IV - A New Hope (1977)",
+                     exact=True).click()
+    expect(popular.get_by_role("listitem")).to_have_count(12)
+
+
+def test_more_like_this_shows_the_apis_similar_movies_and_rates_them(web, page):
+    page.goto(web.url + "/?like=1")
+    wait_for_recommendations(page, 10, 1)
+    first = page.locator("#results > li").first
+    movie_id = int(first.get_attribute("data-movie-id"))
+    title = first.locator(".title").first.text_content()
+    more = first.get_by_role("button", name=f"More like {title}", exact=True)
+    expect(more).to_have_attribute("aria-expanded", "false")
+    more.click()
+    expect(more).to_have_attribute("aria-expanded", "true")
+    listed = first.get_by_role("list", name=f"Movies like {title}")
+    expect(listed.get_by_role("listitem")).to_have_count(5)
+    answer = web.client.get(f"/movies/{movie_id}/similar", params={"limit": 5}).json()
+    shown_similar = listed.locator("li").evaluate_all("""items => items.map(li => [
+        Number(li.dataset.movieId), li.querySelector('.title').textContent,
+        li.querySelector('.similar-why')?.textContent ?? null])""")
+    assert shown_similar == [[m["movie_id"], m["title"], m["why"]["text"]]
+                             for m in answer["items"]]
+    assert movie_id not in [m[0] for m in shown_similar]
+
+    # Liking one of them rates it; the list of recommendations follows.
+    liked = answer["items"][-1]
+    listed.get_by_role("button", name=f"Like {liked['title']}", exact=True).click()
+    wait_for_recommendations(page, 10, 2)
+    assert page.url == web.url + f"/?like=1,{liked['movie_id']}"
+
+    # Closing it.
+    again = page.locator("#results > li").first
+    name = again.locator(".title").first.text_content()
+    button = again.get_by_role("button", name=f"More like {name}", exact=True)
+    if button.get_attribute("aria-expanded") == "true":
+        button.click()
+    expect(again.locator(".similar")).to_have_count(0)
+    expect(button).to_have_attribute("aria-expanded", "false")
+
+
+def test_the_like_threshold_in_stars_is_the_services_when_switching_scales(web, page):
+    assert web.client.get("/models").json()["liked_stars"] == 3.0
+    bodies = recommendation_requests(page)
+    page.goto(web.url + "/?stars=2571:3,260:2,1:5,296:1")
+    wait_for_recommendations(page, 10, 4)
+    page.get_by_label("like / dislike").check()
+    # 3 stars is a like, as in every model; 2 is a dislike.
+    expect(page).to_have_url(web.url + "/?like=2571,1&dislike=260,296")
+    wait_for_recommendations(page, 10, 4)
+    assert bodies[-1]["ratings"] == {"2571": 1, "260": -1, "1": 1, "296": -1}
+    assert "scale" not in bodies[-1]
+
+
+def test_importing_a_letterboxd_export_fills_the_list_and_shows_what_did_not_match(web, page):
+    from tests.imports_helpers import WELL_KNOWN, letterboxd
+
+    bodies = recommendation_requests(page)
+    data = letterboxd([(name, year, 4.5 if k % 4 else 2) for k, (name, year, _) in
+                       enumerate(WELL_KNOWN)])
+    page.goto(web.url + "/?like=3114")
+    wait_for_recommendations(page, 10, 1)
+    page.get_by_label("Import ratings").set_input_files(
+        {"name": "ratings.csv", "mimeType": "text/csv", "buffer": data})
+    report = page.locator("#import-report")
+    expect(report.locator(".import-summary")).to_have_text(
+        "Imported 49 of 50 rows from ratings.csv (Letterboxd); 1 did not match:")
+    expect(report.get_by_role("list", name="Rows that did not match").get_by_role("listitem")
+           ).to_have_text(["Line 51: Amélie (2001)no such movie in the catalog (its newest movies "
+                           "are from 2000)"])
+    # Toy Story 2 was liked before: 5 stars now, beside the 49 imported (Toy Story 2 among them).
+    wait_for_recommendations(page, 10, 49)
+    imported = web.client.post("/ratings/import", content=data,
+                               headers={"content-type": "text/csv"}).json()
+    assert bodies[-1]["scale"] == "stars"
+    assert bodies[-1]["ratings"] == imported["ratings"]
+    assert shown(page) == as_shown(web.client.post("/recommendations", json=bodies[-1]).json())
+    expect(page.get_by_label("Stars for Star Wars: Episode IV - A New Hope (1977)")
+           ).to_have_value("2")
+    expect(page.get_by_label("Stars for Godfather, The (1972)")).to_have_value("4.5")
+    assert "stars=" in page.url and "858:4.5" in page.url and "2571:2" in page.url
+
+
+def test_importing_a_file_that_is_no_export_says_why(web, page):
+    page.goto(web.url + "/")
+    page.get_by_label("Import ratings").set_input_files(
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello;world\n"})
+    expect(page.locator("#import-report")).to_have_text(
+        "Cannot import notes.txt: the file is neither a Letterboxd ratings.csv (Name, Year, "
+        "Rating), an IMDb ratings export (Const, Your Rating, Title, Year) nor a movie_id,rating "
+        "csv: its first line is 'hello;world'.")
+    expect(page.locator("#rated > li")).to_have_count(0)

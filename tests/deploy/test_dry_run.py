@@ -129,6 +129,10 @@ def test_hybrid_dry_run_prints_the_whole_plan_in_order_and_runs_nothing(stand_in
     )
     helm = next(line for line in lines if line.startswith("helm upgrade --install movierec"))
     assert "qdrant.url=http://qdrant-<cluster id>.qdrant.svc:6333" in helm
+    # The replication Terraform sets reaches the ingest; Hybrid backs up with its own schedule.
+    assert "output -json movierec_qdrant_settings" in "\n".join(lines)
+    assert "--set-string qdrant.replicationFactor=2 --set-string qdrant.writeConsistency=1" in helm
+    assert "snapshots.enabled" not in helm
     assert f"images.registry={CREDENTIALS['IMAGE_REGISTRY']}" in helm
     assert "--from=cronjob/movierec-ingest" in next(line for line in lines if "create job" in line)
     assert "curl -s -X POST http://<load balancer address>/recommendations" in result.stdout
@@ -149,13 +153,17 @@ def test_self_hosted_dry_run_installs_the_pinned_official_chart_and_needs_no_qdr
         f"kubectl apply -f {ROOT}/k8s/namespaces.yaml",
         "kubectl -n qdrant create secret generic qdrant-api-key",
         "kubectl -n movierec create secret generic qdrant-api-key",
+        "output -raw qdrant_snapshots_s3_env_path",
+        f"kubectl -n qdrant create secret generic qdrant-snapshots-s3 --from-env-file={ROOT}/infra/.generated/qdrant-snapshots-s3.env",
         "helm repo add qdrant https://qdrant.github.io/qdrant-helm",
         f"helm upgrade --install qdrant qdrant/qdrant --version 1.19.0 --namespace qdrant -f {ROOT}/k8s/qdrant/values.yaml -f {ROOT}/k8s/qdrant/values-ovh.yaml",
         f"kubectl apply -f {ROOT}/k8s/qdrant/networkpolicy.yaml",
         "helm upgrade --install movierec",
         "kubectl -n movierec create job movierec-ingest-",
     )
-    assert "qdrant.url=http://qdrant.qdrant.svc:6333" in next(line for line in lines if "install movierec" in line)
+    movierec = next(line for line in lines if "install movierec" in line)
+    assert "qdrant.url=http://qdrant.qdrant.svc:6333" in movierec
+    assert "--set snapshots.enabled=true" in movierec  # scheduled snapshots into the bucket
     assert not any("bootstrap" in line for line in lines)
     assert sum("terraform" in line and " apply " in line for line in lines) == 1
     assert_nothing_ran(stand_ins)
@@ -259,8 +267,7 @@ def test_kind_dry_run_builds_fixed_tags_loads_them_and_installs_both_charts(stan
         lines,
         f"kind create cluster --name movierec --config {ROOT}/k8s/kind-cluster.yaml",
         "kubectl wait --for=condition=Ready nodes --all",
-        f"docker build -f {ROOT}/jobs/ingest/Dockerfile -t movierec/ingest:0.1.0 {ROOT}",
-        f"docker build -f {ROOT}/services/recommender/Dockerfile -t movierec/recommender:0.1.0 {ROOT}",
+        f"env CONTAINER_ENGINE=docker IMAGE_TAG=0.1.0 bash {ROOT}/tools/build-images.sh",
         "kind load docker-image --name movierec movierec/ingest:0.1.0 movierec/recommender:0.1.0",
         f"kubectl apply -f {ROOT}/k8s/namespaces.yaml",
         "kubectl -n qdrant create secret generic qdrant-api-key",

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import hcl2
 import pytest
+import yaml
 from hcl2 import SerializationOptions
+
+from tests.k8s import manifest_checks as checks
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -94,7 +97,8 @@ def test_hybrid_environment_uses_the_ovhcloud_storage_and_snapshot_classes():
     assert config["volume_snapshot_storage_class"] == "${var.volume_snapshot_class}"
     variables = blocks("variable")
     assert variables["storage_class"]["default"] == "csi-cinder-high-speed"
-    assert variables["volume_snapshot_class"]["default"] == "csi-cinder-snapclass-v1"
+    # OVHcloud's class for snapshots of volumes attached to running pods (force-create).
+    assert variables["volume_snapshot_class"]["default"] == "csi-cinder-snapclass-in-use-v1"
 
 
 def test_qdrant_cluster_is_cluster_ip_and_reads_both_keys_from_the_secret():
@@ -192,3 +196,126 @@ def test_checkov_finds_no_failure_in_infra():
     assert result.returncode == 0, result.stderr[-2000:]
     for report in reports:
         assert report.get("summary", report).get("parsing_errors", 0) == 0, report
+
+
+# --- a distributed, backed-up Qdrant, behind a real network boundary ------------------------
+
+
+def test_hybrid_cluster_runs_three_nodes_one_per_kubernetes_node():
+    variables = blocks("variable")
+    assert variables["qdrant_nodes"]["default"] == 3
+    assert variables["node_count"]["default"] >= variables["qdrant_nodes"]["default"]
+    (config,) = blocks("resource")["qdrant-cloud_accounts_cluster.movierec"]["configuration"]
+    assert config["topology_spread_constraints"] == [{
+        "max_skew": 1, "topology_key": "kubernetes.io/hostname",
+        "when_unsatisfiable": "TOPOLOGY_SPREAD_CONSTRAINT_WHEN_UNSATISFIABLE_DO_NOT_SCHEDULE"}]
+    conditions = [c["condition"] for c in
+                  blocks("resource")["qdrant-cloud_accounts_cluster.movierec"]["lifecycle"][0]["precondition"]]
+    assert "${var.node_count >= var.qdrant_nodes}" in conditions
+    assert "${var.qdrant_replication_factor <= var.qdrant_nodes}" in conditions
+
+
+def test_hybrid_cluster_defaults_collections_to_the_replication_the_ingest_uses():
+    (config,) = blocks("resource")["qdrant-cloud_accounts_cluster.movierec"]["configuration"]
+    (collection,) = config["database_configuration"][0]["collection"]
+    assert collection == {"replication_factor": "${var.qdrant_replication_factor}",
+                          "write_consistency_factor": "${var.qdrant_write_consistency}"}
+    variables = blocks("variable")
+    assert (variables["qdrant_replication_factor"]["default"],
+            variables["qdrant_write_consistency"]["default"],
+            variables["qdrant_shards"]["default"]) == (2, 1, None)
+    # The same numbers reach the movierec chart (qdrant.replicationFactor, ...) via deploy.sh.
+    settings = blocks("output")["movierec_qdrant_settings"]["value"]
+    assert settings["replicationFactor"] == "${tostring(var.qdrant_replication_factor)}"
+
+
+def test_hybrid_backups_run_on_a_schedule_with_retention():
+    schedule = blocks("resource")["qdrant-cloud_accounts_backup_schedule.movierec"]
+    assert schedule["cluster_id"] == "${qdrant-cloud_accounts_cluster.movierec[0].id}"
+    assert schedule["cron_expression"] == "${var.qdrant_backup_schedule}"
+    assert schedule["retention_period"] == "${var.qdrant_backup_retention}"
+    assert schedule["count"] == "${local.create_qdrant_cluster ? 1 : 0}"
+    variables = blocks("variable")
+    assert variables["qdrant_backup_retention"]["default"] == "168h"
+    assert variables["qdrant_backup_schedule"]["default"] == "0 3 * * *"
+
+
+def test_self_hosted_snapshots_go_to_a_bucket_whose_credential_only_reaches_it():
+    resources = blocks("resource")
+    bucket = resources["ovh_cloud_project_storage.qdrant_snapshots"]
+    assert bucket["count"] == "${local.self_hosted ? 1 : 0}"
+    assert bucket["name"] == "${var.cluster_name}-qdrant-snapshots"
+    policy = resources["ovh_cloud_project_user_s3_policy.qdrant_snapshots"]["policy"]
+    assert "arn:aws:s3:::${ovh_cloud_project_storage.qdrant_snapshots[0].name}/*" in policy
+    env_file = resources["local_sensitive_file.qdrant_snapshots_s3"]
+    assert (env_file["file_permission"], env_file["directory_permission"]) == ("0600", "0700")
+    content = env_file["content"]
+    for key in ("bucket=", "region=", "endpoint-url=", "access-key=", "secret-key="):
+        assert key in content  # the keys values-ovh.yaml reads from Secret qdrant-snapshots-s3
+    output = blocks("output")["qdrant_snapshots_s3_env_path"]["value"]
+    assert output == "${one(local_sensitive_file.qdrant_snapshots_s3[*].filename)}"
+    deploy = (ROOT / "scripts" / "deploy.sh").read_text()
+    assert "output -raw qdrant_snapshots_s3_env_path" in deploy
+    assert "create secret generic qdrant-snapshots-s3 --from-env-file=" in deploy
+
+
+# The Qdrant operator's network policy, as Terraform renders it into the Hybrid environment.
+
+def operator_settings() -> dict:
+    """infra/operator-settings.yaml.tftpl rendered with the variables' defaults, as main.tf
+    passes them to templatefile()."""
+    env = blocks("resource")["qdrant-cloud_accounts_hybrid_cloud_environment.movierec"]
+    (config,) = env["configuration"]
+    assert config["advanced_operator_settings"] == "${local.operator_settings}"
+    (locals_,) = [entry for path in TF_FILES for entry in parse(path).get("locals", [])
+                  if "operator_settings" in entry]
+    call = locals_["operator_settings"]
+    assert call.startswith('${templatefile("${path.module}/operator-settings.yaml.tftpl"')
+    variables = blocks("variable")
+    template = (INFRA / "operator-settings.yaml.tftpl").read_text()
+    names = re.findall(r"(\w+)\s*=\s*var\.(\w+)", call)
+    assert {n for n, _ in names} == set(re.findall(r"\$\{(\w+)\}", template))
+    for name, variable in names:
+        template = template.replace("${" + name + "}", str(variables[variable]["default"]))
+    return yaml.safe_load(template)
+
+
+def admitted_ports(rules: list[dict], namespace: str, labels: dict) -> set[int]:
+    """The TCP ports NetworkPolicy ingress rules open to a pod (namespace, labels)."""
+    ports: set[int] = set()
+    for rule in rules:
+        for peer in rule.get("from", [{}]):
+            ns_ok = checks.matches(peer.get("namespaceSelector", {}),
+                                   {"kubernetes.io/metadata.name": namespace})
+            pod_ok = checks.matches(peer.get("podSelector", {}), labels)
+            if ns_ok and pod_ok:
+                ports |= {p["port"] for p in rule["ports"] if p["protocol"] == "TCP"}
+    return ports
+
+
+def test_operator_network_policy_admits_only_movierec_qdrant_and_monitoring():
+    qdrant = operator_settings()["settings"]["features"]["clusterManagement"]["qdrant"]
+    rules = qdrant["networkPolicies"]["ingress"]
+    movierec = {"app.kubernetes.io/name": "movierec"}
+    for component in ("service", "ingest", "maintenance"):
+        labels = {**movierec, "app.kubernetes.io/component": component}
+        assert admitted_ports(rules, "movierec", labels) == {6333, 6334}, component
+    # Qdrant's own namespace (peers, operator, agent) and the monitoring namespace.
+    assert admitted_ports(rules, "qdrant", {"app": "qdrant"}) == {6333, 6334, 6335}
+    assert admitted_ports(rules, "monitoring", {"app.kubernetes.io/name": "prometheus"}) == {6333}
+    assert admitted_ports(rules, "monitoring", {"app.kubernetes.io/name": "grafana"}) == set()
+    # Everything else in the cluster is refused, including other movierec pods and namespaces.
+    assert admitted_ports(rules, "movierec", {**movierec, "app.kubernetes.io/component": "test"}) == set()
+    assert admitted_ports(rules, "movierec", {"app.kubernetes.io/name": "curl"}) == set()
+    assert admitted_ports(rules, "default", {**movierec, "app.kubernetes.io/component": "service"}) == set()
+    assert admitted_ports(rules, "kube-system", {}) == set()
+    # Every rule names its sources: a rule without `from` would admit the whole cluster.
+    assert all(rule.get("from") for rule in rules)
+
+
+def test_operator_settings_spread_qdrant_and_snapshot_with_the_in_use_class():
+    settings = operator_settings()["settings"]["features"]
+    scheduling = settings["clusterManagement"]["scheduling"]
+    assert scheduling["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    assert scheduling["podDisruptionBudget"] == {"maxUnavailable": 1}
+    assert settings["backupManagement"]["snapshots"]["volumeSnapshotClass"] == "csi-cinder-snapclass-in-use-v1"

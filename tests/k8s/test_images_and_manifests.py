@@ -1,5 +1,5 @@
 """The Dockerfiles, .dockerignore and the k8s/ manifests agree with the chart and the contract.
-(No image is built here: there is no container engine; `make images` builds them.)"""
+(The images themselves are built and run in tests/images.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ DOCKERFILES = {
     "ingest": ROOT / "jobs" / "ingest" / "Dockerfile",
     "service": ROOT / "services" / "recommender" / "Dockerfile",
 }
-PINNED_BASE = re.compile(r"^FROM python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64} AS \w+$")
+PINNED_BASE = re.compile(
+    r"^\$\{BASE_IMAGE:-python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}\} AS (build|runtime)$")
 
 
 def instructions(dockerfile) -> list[tuple[str, str]]:
@@ -27,7 +28,7 @@ def instructions(dockerfile) -> list[tuple[str, str]]:
 
 
 def stage(dockerfile, index) -> list[tuple[str, str]]:
-    stages, current = [], None
+    stages, current = [], []  # what comes before the first FROM (global ARGs) is no stage
     for instruction in instructions(dockerfile):
         if instruction[0] == "FROM":
             current = []
@@ -37,11 +38,14 @@ def stage(dockerfile, index) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("image", DOCKERFILES)
-def test_images_build_on_a_base_pinned_by_version_and_digest(image):
-    froms = [args for op, args in instructions(DOCKERFILES[image]) if op == "FROM"]
+def test_images_build_on_a_base_pinned_by_version_and_digest_by_default(image):
+    # One build argument, empty by default, picks the base of both stages; without it both are
+    # the official image, pinned by version and digest.
+    steps = instructions(DOCKERFILES[image])
+    assert steps[0] == ("ARG", "BASE_IMAGE=")
+    froms = [args for op, args in steps if op == "FROM"]
     assert len(froms) == 2, "multi-stage: a build stage and a runtime stage"
-    for base in froms:
-        assert PINNED_BASE.match(f"FROM {base}"), base
+    assert [PINNED_BASE.match(base)[1] for base in froms] == ["build", "runtime"]
     assert len({base.split(" AS ")[0] for base in froms}) == 1
 
 
@@ -53,8 +57,9 @@ def test_dependencies_install_from_the_hashed_lock_before_the_code_is_copied(ima
     lock_install = next(i for i, s in enumerate(steps) if f"--require-hashes -r /tmp/{lock}" in s)
     code_copy = steps.index("COPY src/ ./src/")
     assert lock_copy < lock_install < code_copy
-    assert "--no-deps" in steps[lock_install]
-    assert "pip install --no-deps /tmp/wheels/movierec-" in steps[-1]
+    install = dict(build)["ENV"].split("INSTALL=", 1)[1]
+    assert "install --no-deps" in install and "$INSTALL --require-hashes" in steps[lock_install]
+    assert "$INSTALL --root /opt/code /tmp/wheels/movierec-" in steps[-1]
     assert (ROOT / "requirements" / lock).exists()
     assert "--hash=sha256:" in (ROOT / "requirements" / lock).read_text()
 
@@ -83,7 +88,7 @@ def test_build_context_admits_only_what_the_images_copy():
     assert patterns[0] == "*", "deny everything first"
     admitted = {p[1:] for p in patterns if p.startswith("!")}
     assert admitted == {"pyproject.toml", "README.md", "requirements/service.lock",
-                        "requirements/ingest.lock", "src/"}
+                        "requirements/ingest.lock", "src/", "tools/trim-venv.sh"}
     copied = set()
     for dockerfile in DOCKERFILES.values():
         for op, args in instructions(dockerfile):
@@ -92,15 +97,16 @@ def test_build_context_admits_only_what_the_images_copy():
     assert copied <= admitted
 
 
-def test_qdrant_side_network_policy_admits_exactly_the_service_and_the_ingest():
+def test_qdrant_side_network_policy_admits_exactly_the_movierec_workloads():
     policy = yaml.safe_load((K8S_DIR / "qdrant" / "networkpolicy.yaml").read_text())
     clients = policy["spec"]["ingress"][0]["from"][0]
-    rendered = render()
+    rendered = render(sets=("snapshots.enabled=true",))
     namespace_labels = {"kubernetes.io/metadata.name": "movierec"}
     admitted = [checks.name_of(w) for w in checks.workloads(rendered.objects)
                 if checks.matches(clients["namespaceSelector"], namespace_labels)
                 and checks.matches(clients["podSelector"], checks.pod_labels(w))]
-    assert admitted == ["Deployment/movierec", "CronJob/movierec-ingest"]
+    assert sorted(admitted) == ["CronJob/movierec-ingest", "CronJob/movierec-rollback",
+                                "CronJob/movierec-snapshot", "Deployment/movierec"]
     # The pods it guards are the ones the chart's egress rules aim at.
     qdrant_pods = render().one("NetworkPolicy", "movierec-service")["spec"]["egress"][0]["to"][0]["podSelector"]
     assert policy["spec"]["podSelector"] == qdrant_pods
@@ -144,3 +150,88 @@ def test_qdrant_storage_class_fits_each_environment(environment, storage_class):
 def test_kind_node_image_is_pinned_by_digest():
     config = yaml.safe_load((K8S_DIR / "kind-cluster.yaml").read_text())
     assert re.fullmatch(r"kindest/node:v1\.\d+\.\d+@sha256:[0-9a-f]{64}", config["nodes"][0]["image"])
+
+
+# --- Qdrant as a distributed database: three nodes, one per Kubernetes node -----------------
+
+
+def qdrant_values() -> dict:
+    return yaml.safe_load((K8S_DIR / "qdrant" / "values.yaml").read_text())
+
+
+def test_official_qdrant_runs_three_peers_one_per_node_and_drains_one_at_a_time():
+    values = qdrant_values()
+    assert values["replicaCount"] == 3
+    (spread,) = values["topologySpreadConstraints"]
+    assert spread == {
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+        # The official chart's selector labels of release "qdrant".
+        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "qdrant",
+                                          "app.kubernetes.io/instance": "qdrant"}}}
+    assert values["podDisruptionBudget"] == {"enabled": True, "maxUnavailable": 1}
+
+
+def test_official_qdrant_defaults_new_collections_to_two_copies_and_snapshots_to_their_volume():
+    config = qdrant_values()["config"]
+    assert config["storage"]["collection"] == {"replication_factor": 2,
+                                               "write_consistency_factor": 1}
+    assert config["storage"]["snapshots_path"] == "/qdrant/snapshots"
+    assert qdrant_values()["snapshotPersistence"]["enabled"] is True
+    # The chart's own cluster settings are kept (values merge into them, never replace them).
+    assert "cluster" not in config
+
+
+def test_self_hosted_qdrant_on_ovhcloud_writes_snapshots_to_object_storage_from_a_secret():
+    values = yaml.safe_load((K8S_DIR / "qdrant" / "values-ovh.yaml").read_text())
+    env = {e["name"]: e for e in values["env"]}
+    prefix = "QDRANT__STORAGE__SNAPSHOTS_CONFIG__"
+    assert env[prefix + "SNAPSHOTS_STORAGE"]["value"] == "s3"
+    from_secret = {name.removeprefix(prefix + "S3_CONFIG__"): e["valueFrom"]["secretKeyRef"]
+                   for name, e in env.items() if "valueFrom" in e}
+    assert from_secret == {
+        "BUCKET": {"name": "qdrant-snapshots-s3", "key": "bucket"},
+        "REGION": {"name": "qdrant-snapshots-s3", "key": "region"},
+        "ENDPOINT_URL": {"name": "qdrant-snapshots-s3", "key": "endpoint-url"},
+        "ACCESS_KEY": {"name": "qdrant-snapshots-s3", "key": "access-key"},
+        "SECRET_KEY": {"name": "qdrant-snapshots-s3", "key": "secret-key"},
+    }
+    assert all("value" not in e for name, e in env.items() if "KEY" in name)
+
+
+def test_kind_has_three_workers_for_the_three_qdrant_pods():
+    config = yaml.safe_load((K8S_DIR / "kind-cluster.yaml").read_text())
+    roles = [n["role"] for n in config["nodes"]]
+    assert roles == ["control-plane", "worker", "worker", "worker"]
+    assert roles.count("worker") >= qdrant_values()["replicaCount"]
+    assert len({n["image"] for n in config["nodes"]}) == 1  # one pinned node image
+
+
+def test_snapshot_cronjob_runs_movierec_snapshot_with_the_read_write_key():
+    rendered = render(sets=("snapshots.enabled=true", "snapshots.keep=5"))
+    cronjob = rendered.one("CronJob", "movierec-snapshot")
+    assert cronjob["spec"]["schedule"] == "30 2 * * *"
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["movierec"]
+    assert container["args"] == ["snapshot", "--keep", "5"]
+    key = checks.env_var(container, "QDRANT_API_KEY")["valueFrom"]["secretKeyRef"]
+    assert key == {"name": "qdrant-api-key", "key": "api-key"}
+    assert container["envFrom"] == [{"configMapRef": {"name": "movierec-ingest"}}]
+    assert pod["automountServiceAccountToken"] is False
+    assert cronjob["metadata"]["labels"]["app.kubernetes.io/component"] == "maintenance"
+    policy = rendered.one("NetworkPolicy", "movierec-maintenance")
+    assert policy["spec"].get("ingress") is None and policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert [r["ports"][0]["port"] for r in policy["spec"]["egress"]] == [6333, 53]
+    assert not any(o["metadata"]["name"] == "movierec-snapshot" for o in render().objects)
+
+
+def test_rollback_is_an_on_demand_job_with_the_read_write_key():
+    cronjob = render().one("CronJob", "movierec-rollback")
+    assert cronjob["spec"]["suspend"] is True
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0  # a rollback is not retried behind the operator's back
+    (container,) = job["template"]["spec"]["containers"]
+    assert (container["command"], container["args"]) == (["movierec"], ["rollback"])
+    key = checks.env_var(container, "QDRANT_API_KEY")["valueFrom"]["secretKeyRef"]
+    assert key == {"name": "qdrant-api-key", "key": "api-key"}

@@ -24,7 +24,8 @@ SERVICE_ENV = {"QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PREFER_GRPC", "QDRANT_TIM
                "HOST", "PORT", "CORS_ORIGINS", "SERVICE_API_KEY"}
 INGEST_ENV = {"QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PREFER_GRPC", "QDRANT_TIMEOUT", "LOG_LEVEL",
               "MOVIELENS_DATASET", "MOVIELENS_DIR", "MOVIELENS_CACHE", "MOVIELENS_URL",
-              "MOVIELENS_MD5"}
+              "MOVIELENS_MD5", "QDRANT_SHARDS", "QDRANT_REPLICATION_FACTOR",
+              "QDRANT_WRITE_CONSISTENCY", "KEEP_PREVIOUS_VERSIONS"}
 
 
 def settings_env_vars() -> set[str]:
@@ -111,6 +112,8 @@ def test_values_defaults_hold_no_secret(default_values):
         (".qdrant.apiKeyKey", "api-key"),
         (".qdrant.readOnlyApiKeyKey", "read-only-api-key"),
         (".service.auth.key", "service-api-key"),
+        (".metrics.qdrantHybrid.apiKeySecret", "qdrant-api-key"),
+        (".metrics.qdrantHybrid.apiKeyKey", "read-only-api-key"),
     ]
 
 
@@ -245,7 +248,7 @@ def test_only_the_service_accepts_traffic_and_only_on_its_port(rendered):
 
 def test_both_workloads_may_reach_qdrant_and_nothing_else_inside_the_cluster():
     rendered = render()
-    for name in ("movierec-service", "movierec-ingest"):
+    for name in ("movierec-service", "movierec-ingest", "movierec-maintenance"):
         egress = rendered.one("NetworkPolicy", name)["spec"]["egress"]
         qdrant = egress[0]
         assert qdrant["to"] == [{
@@ -262,6 +265,7 @@ def test_workloads_without_network_policies_are_reported():
     assert checks.network_problems(list(broken.objects)) == [
         "Deployment/movierec: not isolated by a NetworkPolicy ([])",
         "CronJob/movierec-ingest: not isolated by a NetworkPolicy ([])",
+        "CronJob/movierec-rollback: not isolated by a NetworkPolicy ([])",
         "Job/movierec-test-recommendation: not isolated by a NetworkPolicy ([])",
     ]
 

@@ -1,7 +1,7 @@
 """Faults: a Qdrant that hangs, disappears and comes back as another peer; a damaged embedded
 store; a corrupted, truncated or interrupted download; a second process on the embedded store.
-Each test names the protection it checks (see /work/notes/reliability-fixes.md for how each was
-seen to fail with that protection removed).
+Each test names the protection it checks; `python -m tests.reliability.mutations` takes each
+protection out of a copy of the code and shows that its test then fails.
 """
 
 from __future__ import annotations

@@ -40,6 +40,17 @@ expected-statuses = ["2XX", "404"]
 [[operations]]
 include-path = ["/recommendations", "/users/{user_id}/recommendations"]
 checks.positive_data_acceptance.expected-statuses = ["2XX", "404", "422"]
+
+# Similar movies come from the item model, which this store has not: 409 says so; and a
+# year_min after year_max is schema-valid but refused (422), as for /recommendations.
+[[operations]]
+include-path = ["/movies/{movie_id}/similar"]
+checks.positive_data_acceptance.expected-statuses = ["2XX", "404", "409", "422"]
+
+# An uploaded export: any text is schema-valid, and most is no export (422, in one line).
+[[operations]]
+include-path = ["/ratings/import"]
+checks.positive_data_acceptance.expected-statuses = ["2XX", "422"]
 """
 
 

@@ -261,7 +261,8 @@ def test_slow_and_idle_clients_are_cut_off_while_everyone_else_is_served(served)
             assert timeout - 0.5 < took < timeout + 3, (kind, took)
     healthy(served)
     metrics = served.client.get("/metrics").text
-    timed_out = 'movierec_http_requests_total{method="POST",route="/recommendations",status="408"}'
+    timed_out = ('movierec_http_requests_total{method="POST",model="",route="/recommendations",'
+                 'status="408"}')
     assert f"{timed_out} 30.0" in metrics
 
 

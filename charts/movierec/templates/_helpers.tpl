@@ -243,3 +243,12 @@ template:
       port: {{ . }}
     {{- end }}
 {{- end }}
+
+{{/* Labels of an alert: its severity plus metrics.prometheusRule.alertLabels. */}}
+{{- define "movierec.alertLabels" -}}
+labels:
+  severity: {{ .severity }}
+  {{- with .root.Values.metrics.prometheusRule.alertLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}

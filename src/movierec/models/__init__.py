@@ -25,10 +25,13 @@ __all__ = ["REGISTRY", "Answer", "Ask", "Model", "Person", "Recommendation", "Re
 class Registry:
     """The registered models, best first for a new person."""
 
-    def __init__(self, models: Iterable[Model], for_users: str):
+    def __init__(self, models: Iterable[Model], for_users: str, for_no_ratings: str):
         self._models = {m.name: m for m in models}
         # What answers an existing user (GET /users/{id}/recommendations) when none is named.
         self.for_users = self.get(for_users).name
+        # What answers a person who has rated nothing yet, whichever model they named: the
+        # others need at least one rating to answer from.
+        self.for_no_ratings = self.get(for_no_ratings).name
 
     def __iter__(self) -> Iterator[Model]:
         return iter(self._models.values())
@@ -94,4 +97,5 @@ REGISTRY = Registry(
         PopularModel(),
     ],
     for_users="tutorial",
+    for_no_ratings="popular",
 )

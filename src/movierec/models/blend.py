@@ -16,7 +16,7 @@ import numpy as np
 from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
-from movierec.models.item import explain, query_weight
+from movierec.models.item import explanations, query_weight
 from movierec.models.neighbors import aggregate, similar_users
 from movierec.models.user_knn import liked_query
 from movierec.store import MovieFilter, StoreReader
@@ -178,6 +178,8 @@ def _explained(store, catalog, movie_ids, scores, contributions, likes, item_ids
     by_item = [int(m) for m, part in zip(movie_ids, lead) if part == 1]
     vectors = store.movie_vectors(by_item) if by_item else {}
     query = SparseVector.checked(likes.tolist(), [1.0] * likes.size) if likes.size else None
+    item_whys = dict(zip(by_item, explanations(catalog, query, [vectors.get(m) for m in by_item])
+                         if query is not None else []))
     raters = dict(zip(knn_ids.tolist(), (knn_raters if knn_raters is not None else [])))
     out = []
     for movie_id, score, part, shares in zip(movie_ids.tolist(), scores.tolist(), lead.tolist(),
@@ -188,7 +190,7 @@ def _explained(store, catalog, movie_ids, scores, contributions, likes, item_ids
         why: dict = {"parts": {"popularity": round(shares[0], 4), "item": round(shares[1], 4),
                                "neighbors": round(shares[2], 4)}}
         if part == 1 and query is not None:
-            why.update(explain(catalog, query, vectors.get(movie_id)))
+            why.update(item_whys.get(movie_id, {}))
         if part == 2 or (part == 1 and not why.get("text")):
             if movie_id in raters:
                 why["text"] = (f"liked by {int(raters[movie_id])} of your {len(found)} most "

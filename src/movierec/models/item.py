@@ -11,7 +11,7 @@ import numpy as np
 
 from movierec import schema
 from movierec.catalog import MovieCatalog
-from movierec.errors import QueryError
+from movierec.errors import NotServedError, QueryError
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
 from movierec.store import MovieFilter, StoreReader
 from movierec.vectors import SparseVector
@@ -54,14 +54,51 @@ class ItemModel(Model):
         # (each holds thousands of weights; asking the search for all of them cost 2 ms).
         vectors = store.movie_vectors([hit.movie_id for hit in found]) if found else {}
         catalog = store.catalog()
+        whys = explanations(catalog, query, [vectors.get(hit.movie_id) for hit in found])
         out = []
-        for hit in found:
+        for hit, why in zip(found, whys):
             movie = catalog.get(hit.movie_id)
-            if movie is None:
-                continue
-            out.append(Recommendation(movie, hit.score,
-                                      explain(catalog, query, vectors.get(hit.movie_id))))
+            if movie is not None:
+                out.append(Recommendation(movie, hit.score, why))
         return Answer(self.name, 0, out)
+
+
+def more_like(store: StoreReader, movie_id: int, limit: int, movie_filter: MovieFilter
+              ) -> list[Recommendation]:
+    """Movies like `movie_id` in the item model: its own vector (which movies predict it, and how
+    much) is the sparse query, so the movies predicted by the same movies come first; never the
+    movie itself. The caller has checked that the item model is served and the movie exists."""
+    vector = store.movie_vectors([movie_id]).get(movie_id)
+    if vector is None:
+        raise NotServedError(f"movie {movie_id} has too few ratings for the item model to know "
+                             "which movies are like it")
+    if movie_filter.filters_movies:
+        found = store.similar_movies(vector, limit, MovieFilter(
+            (movie_id,), movie_filter.genres, movie_filter.year_min, movie_filter.year_max))
+    else:
+        # As in ItemModel.answer: one more and drop the movie, cheaper than a must_not filter.
+        found = [hit for hit in store.similar_movies(vector, limit + 1, MovieFilter())
+                 if hit.movie_id != movie_id][:limit]
+    found = [hit for hit in found if hit.score > 0]
+    vectors = store.movie_vectors([hit.movie_id for hit in found]) if found else {}
+    catalog = store.catalog()
+    out = []
+    for hit in found:
+        movie = catalog.get(hit.movie_id)
+        if movie is not None:
+            out.append(Recommendation(movie, hit.score,
+                                      explain_likeness(catalog, vector, vectors.get(hit.movie_id))))
+    return out
+
+
+def explain_likeness(catalog: MovieCatalog, vector: SparseVector,
+                     other: SparseVector | None) -> dict:
+    """The movies that predict both most (their share of the likeness score)."""
+    top = _top_shared(vector, other, positive_query_only=False)
+    named = _titles(catalog, top)
+    if not named:
+        return {"text": "", "movies": []}
+    return {"text": f"people who liked {_joined(named)} like both", "movies": top}
 
 
 def query_weight(rating: float, scale: str, rating_weights: Mapping[str, float] | None) -> float:
@@ -79,22 +116,55 @@ def query_weight(rating: float, scale: str, rating_weights: Mapping[str, float] 
     return float(np.interp(rating, stars, values))
 
 
-def explain(catalog: MovieCatalog, query: SparseVector, vector: SparseVector | None) -> dict:
-    """Which of the person's movies pulled this one up most (their share of its score)."""
-    if vector is None:
-        return {"text": "", "movies": []}
-    common, qi, vi = np.intersect1d(query.indices, vector.indices, assume_unique=True,
-                                    return_indices=True)
+def explanations(catalog: MovieCatalog, query: SparseVector,
+                 vectors: list[SparseVector | None]) -> list[dict]:
+    """For each answer, which of the person's movies pulled it up most (their share of its
+    score): the weight of each rated movie in each answer's vector, all found by one binary
+    search over the answers' vectors laid end to end (sorted indices, offset per answer)."""
+    empty = {"text": "", "movies": []}
+    rows = [k for k, v in enumerate(vectors) if v is not None and len(v)]
+    out = [dict(empty) for _ in vectors]
+    if not rows or not len(query):
+        return out
+    span = np.int64(1) << 32  # > every index: answer k's indices live in [k * span, (k+1) * span)
+    laid = np.concatenate([vectors[k].indices.astype(np.int64) + k * span for k in rows])
+    values = np.concatenate([vectors[k].values for k in rows])
+    keys = (np.asarray(rows, dtype=np.int64)[:, None] * span
+            + query.indices.astype(np.int64)[None, :])  # (answers, rated movies)
+    pos = np.minimum(np.searchsorted(laid, keys), laid.size - 1)
     # Only liked movies with a positive weight "pulled it up" (a dislike can push others up too,
     # through a negative weight, but "because you disliked" reads as nonsense).
-    liked = query.values[qi] > 0
-    contribution = np.where(liked, query.values[qi].astype(np.float64) * vector.values[vi], 0.0)
+    liked = (laid[pos] == keys) & (query.values > 0)[None, :]
+    contribution = np.where(liked, query.values.astype(np.float64)[None, :] * values[pos], 0.0)
+    order = np.argsort(-contribution, axis=1, kind="stable")[:, :3]  # ties: lower movie id
+    best = np.take_along_axis(contribution, order, axis=1) > 0
+    tops = [query.indices[order[row][best[row]]].tolist() for row in range(len(rows))]
+    titles = {m.movie_id: m.title for m in catalog.take(sorted({m for top in tops for m in top}))}
+    for k, top in zip(rows, tops):
+        named = [titles[m] for m in top if m in titles]
+        if named:
+            out[k] = {"text": "because you liked " + _joined(named), "movies": top}
+    return out
+
+
+def _top_shared(query: SparseVector, vector: SparseVector | None, positive_query_only: bool,
+                count: int = 3) -> list[int]:
+    """The indices (movie ids) both vectors hold whose products add most to their dot product."""
+    if vector is None:
+        return []
+    common, qi, vi = np.intersect1d(query.indices, vector.indices, assume_unique=True,
+                                    return_indices=True)
+    contribution = query.values[qi].astype(np.float64) * vector.values[vi]
+    if positive_query_only:
+        contribution = np.where(query.values[qi] > 0, contribution, 0.0)
     order = np.argsort(-contribution, kind="stable")
-    top = [int(common[i]) for i in order[:3] if contribution[i] > 0]
-    titles = {m.movie_id: m.title for m in catalog.take(top)}
-    named = [titles[m] for m in top if m in titles]
-    if not named:
-        return {"text": "", "movies": []}
-    text = "because you liked " + (named[0] if len(named) == 1 else
-                                   ", ".join(named[:-1]) + " and " + named[-1])
-    return {"text": text, "movies": top}
+    return [int(common[i]) for i in order[:count] if contribution[i] > 0]
+
+
+def _titles(catalog: MovieCatalog, movie_ids: list[int]) -> list[str]:
+    titles = {m.movie_id: m.title for m in catalog.take(movie_ids)}
+    return [titles[m] for m in movie_ids if m in titles]
+
+
+def _joined(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -10,6 +10,7 @@ import numpy as np
 from movierec import schema
 from movierec.models.base import Recommendation
 from movierec.store import MovieFilter, Neighbor, StoreReader
+from movierec.store.base import NeighborBlock
 from movierec.vectors import RatingStats, SparseVector
 
 MAX_NEIGHBORS = 1_000
@@ -31,48 +32,87 @@ def similar_users(
     ties differently; so a few extra users are fetched, each similarity is recomputed exactly
     in float64 from the vector that was searched, and ties go to the lower user id. That makes
     the answer identical on every store (embedded, server, local mode).
+
+    When even the last user fetched may tie with the last neighbour, a second search asks the
+    engine for everyone who can (a score threshold just under the boundary, at most
+    MAX_TIE_FETCH users): a one-movie query ties thousands of users, and this costs one more
+    search where growing the limit cost up to four. The users stay one block of arrays; only
+    the answer's neighbours become objects.
     """
     threshold = None
     if using == schema.LIKED_VECTOR:
         threshold = store.meta().rating_stats.z_at_least(schema.LIKED_STARS)
     fetch = neighbors + max(5, neighbors // 4)
-    while True:
-        fetched = store.similar_users(query, fetch, exclude_user, using=using)
-        if not fetched:
-            return []
-        exact = _exact_scores(query, fetched, threshold)
-        ids = np.array([n.user_id for n in fetched])
-        order = np.lexsort((ids, -exact))
-        if len(fetched) < fetch or len(fetched) <= neighbors or fetch >= MAX_TIE_FETCH:
-            break
+    block = store.similar_users_block(query, fetch, exclude_user, using=using)
+    if not len(block):
+        return []
+    exact = _exact_scores(query, block, threshold)
+    order = np.lexsort((block.user_ids, -exact))
+    if len(block) >= fetch and len(block) > neighbors:
         # Every user tied with the last neighbour must be among those fetched; the engine's
         # float32 scores are within ~1e-6 of the exact ones, so a margin below proves it.
         boundary = exact[order[neighbors - 1]]
-        lowest = min(p.score for p in fetched)
-        if lowest < boundary - 2e-5 * max(1.0, abs(boundary)):
-            break
-        fetch = min(fetch * 4, MAX_TIE_FETCH)
-    return [Neighbor(fetched[k].user_id, float(exact[k]), fetched[k].vector)
-            for k in order[:neighbors]]
+        floor = boundary - 2e-5 * max(1.0, abs(boundary))
+        if not block.scores.min() < floor:
+            block = store.similar_users_block(query, MAX_TIE_FETCH, exclude_user, using=using,
+                                              score_threshold=floor)
+            exact = _exact_scores(query, block, threshold)
+            order = np.lexsort((block.user_ids, -exact))
+    return block.neighbors(order[:neighbors].tolist(), exact)
 
 
-def _exact_scores(query: SparseVector, fetched: list[Neighbor], threshold: float | None):
-    """Dot products recomputed in float64 from the searched vectors, vectorized over all the
-    neighbours; each row sums its terms in index order, so equal inputs give equal sums."""
-    lengths = np.array([len(n.vector) for n in fetched])
-    indices = np.concatenate([n.vector.indices for n in fetched])
-    values = np.concatenate([n.vector.values for n in fetched]).astype(np.float64)
-    row = np.repeat(np.arange(len(fetched)), lengths)
-    if threshold is not None:  # the liked vector: liked movies at 1/sqrt(how many)
+def _exact_scores(query: SparseVector, block: NeighborBlock, threshold: float | None):
+    """Dot products recomputed in float64 from the searched vectors, for every user of the
+    block; each row's terms are summed in movie order, so equal inputs give equal sums.
+    `threshold`: against the liked vectors (liked movies at 1/sqrt(how many) of the row)."""
+    lengths = block.stops - block.starts
+    # Gathering the rows costs a step per rating; searching them ~16 per (row, query movie).
+    if threshold is None and len(block) * query.indices.size * 16 < int(lengths.sum()):
+        return _exact_scores_searched(query, block)
+    row = np.repeat(np.arange(len(block)), lengths)
+    at = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths - block.starts,
+                                                   lengths)
+    indices = block.indices[at]
+    values = block.values[at].astype(np.float64)
+    if threshold is not None:
         liked = values >= threshold
-        per_row = np.bincount(row, weights=liked, minlength=len(fetched))
+        per_row = np.bincount(row, weights=liked, minlength=len(block))
         # As vectors.liked_vectors stored them: computed in float64, kept as float32.
         scale = (1.0 / np.sqrt(np.maximum(per_row, 1))).astype(np.float32).astype(np.float64)
         values = np.where(liked, scale[row], 0.0)
     pos = np.minimum(np.searchsorted(query.indices, indices), query.indices.size - 1)
     hit = query.indices[pos] == indices
     terms = np.where(hit, query.values[pos].astype(np.float64) * values, 0.0)
-    return np.bincount(row, weights=terms, minlength=len(fetched))
+    return np.bincount(row, weights=terms, minlength=len(block))
+
+
+def _exact_scores_searched(query: SparseVector, block: NeighborBlock):
+    """The same for a block of long rows (a tie-heavy search: thousands of users, hundreds of
+    ratings each): each query movie found in each row by a binary search over the row's range,
+    vectorized over rows x query movies, so the rows are never gathered. Summed in movie order
+    with zeros for misses, as the bincount over each row's entries adds them: the same bits."""
+    q = query.indices.astype(np.int64)
+    lo = np.repeat(block.starts, q.size)
+    hi = np.repeat(block.stops, q.size)
+    end = hi.copy()
+    target = np.tile(q, len(block))
+    indices, last = block.indices, block.indices.size - 1
+    while True:
+        open_ = lo < hi
+        if not open_.any():
+            break
+        mid = (lo + hi) >> 1
+        below = indices[np.minimum(mid, last)] < target
+        lo = np.where(open_ & below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
+    at = np.minimum(lo, last)
+    hit = (lo < end) & (indices[at] == target)
+    terms = np.where(hit, block.values[at].astype(np.float64), 0.0).reshape(len(block), q.size)
+    terms *= query.values.astype(np.float64)
+    total = np.zeros(len(block))
+    for j in range(q.size):
+        total += terms[:, j]
+    return total
 
 
 @dataclass

@@ -28,7 +28,8 @@ class Dataset:
     user_ids: np.ndarray  # int64, one per rating
     movie_ids: np.ndarray  # int64, one per rating
     ratings: np.ndarray  # float64 stars, one per rating
-    movies: pd.DataFrame  # movie_id, title, year (Int64, may be <NA>), genres (list[str])
+    movies: pd.DataFrame  # movie_id, title, year (Int64, may be <NA>), genres (list[str]), and
+    # imdb_id (Int64, may be <NA>) where the dataset has links.csv
     users: pd.DataFrame  # user_id and, where the format has them, gender, age, occupation, zip
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -132,6 +133,7 @@ def _table(
     names: list[str],
     header: bool,
     numeric: list[str],
+    encoding: str = "latin-1",
 ) -> pd.DataFrame:
     """Read a delimited table with the C engine; map every failure to `file:line: problem`."""
     data = data.rstrip(b"\r\n\t ")
@@ -145,13 +147,16 @@ def _table(
             header=0 if header else None,
             names=names,
             engine="c",
-            encoding="latin-1",
+            encoding=encoding,
             skip_blank_lines=False,
             dtype={c: "string" for c in names if c not in numeric} or None,
             na_filter=bool(numeric),
             keep_default_na=False,
             na_values=[""],
         )
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not {encoding} text") from None
     except pd.errors.ParserError as exc:
         found = _FIELDS_RE.search(str(exc))
         if found:
@@ -379,6 +384,7 @@ def _load_csv(folder: Path, name: str) -> Dataset:
                                               2)
 
     movies_path = folder / "movies.csv"
+    # The csv sets are UTF-8 (their README says so; "Cité des enfants perdus"), the older latin-1.
     movie_table = _table(
         movies_path,
         _read_bytes(movies_path),
@@ -386,13 +392,28 @@ def _load_csv(folder: Path, name: str) -> Dataset:
         ["movieId", "title", "genres"],
         header=True,
         numeric=["movieId"],
+        encoding="utf-8",
     )
     movies = _movies_frame(
         movies_path, movie_table["movieId"], movie_table["title"], movie_table["genres"], 2
     )
+    files = {"ratings": ratings_path, "movies": movies_path}
+    links_path = folder / "links.csv"
+    if links_path.exists():
+        movies["imdb_id"] = _imdb_ids(links_path, movies["movie_id"])
+        files["links"] = links_path
     users = pd.DataFrame({"user_id": np.unique(user_ids)})
-    return Dataset(name, user_ids, movie_ids, stars, movies, users,
-                   {"ratings": ratings_path, "movies": movies_path})
+    return Dataset(name, user_ids, movie_ids, stars, movies, users, files)
+
+
+def _imdb_ids(path: Path, movie_ids: pd.Series) -> pd.Series:
+    """Each movie's IMDb id (the number of its tt-id) from links.csv, <NA> where it has none."""
+    links = _table(path, _read_bytes(path), ",", ["movieId", "imdbId", "tmdbId"], header=True,
+                   numeric=["movieId"])
+    imdb = pd.to_numeric(links["imdbId"], errors="coerce").astype("Int64")
+    by_movie = pd.Series(imdb.to_numpy(), index=links["movieId"].astype(np.int64).to_numpy())
+    by_movie = by_movie[~by_movie.index.duplicated()]
+    return by_movie.reindex(movie_ids.to_numpy()).reset_index(drop=True).astype("Int64")
 
 
 def check_movies_known(dataset: Dataset) -> None:

@@ -12,7 +12,7 @@ from movierec.config import Settings, get_settings
 from movierec.service.errors import add_error_handlers
 from movierec.service.guards import BearerAuth, BodyLimit
 from movierec.service.observe import Metrics, Observe
-from movierec.service.routes import movies, operations, recommendations
+from movierec.service.routes import imports, movies, operations, recommendations
 from movierec.service.schemas import Problem
 from movierec.service.strict import StrictRoute
 from movierec.service.web import mount_web
@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
         responses={
             401: {"model": Problem, "description": "SERVICE_API_KEY is set and the bearer "
                   "token is missing or wrong"},
-            413: {"model": Problem, "description": "request body over 64 KiB"},
+            413: {"model": Problem, "description": "request body over 64 KiB (2 MiB for an "
+                  "export to import)"},
             415: {"model": Problem, "description": "body is not application/json"},
             422: {"model": Problem},
             503: {"model": Problem, "description": "Qdrant unreachable or holding no data"},
@@ -51,14 +52,17 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
     app.router.route_class = StrictRoute
     app.state.metrics = metrics
     add_error_handlers(app)
-    for router in (recommendations.router, movies.router, operations.router):
+    for router in (recommendations.router, movies.router, imports.router,
+                   operations.router):
         app.include_router(router)
 
     # add_middleware wraps: the last added is outermost. Observe sees every request (413 and
     # 401 included); the size limit runs before auth so a huge body is refused unread.
     app.add_middleware(BearerAuth, token=settings.service_api_key.get_secret_value()
                        if settings.service_api_key else None)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    # Every body is small JSON but an uploaded export (routes/imports.py says why 2 MiB).
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY,
+                       larger={"/ratings/import": imports.MAX_IMPORT_BODY})
     if settings.cors_origin_list:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from movierec.errors import NotFoundError, QueryError, StoreBusy, StoreUnavailable
+from movierec.errors import NotFoundError, NotServedError, QueryError, StoreBusy, StoreUnavailable
+from movierec.imports.formats import ExportError
 
 log = logging.getLogger("movierec.service")
 
@@ -53,9 +54,17 @@ def add_error_handlers(app: FastAPI) -> None:
     async def invalid_query(_: Request, exc: QueryError):
         return problem(422, str(exc), "ratings")
 
+    @app.exception_handler(ExportError)
+    async def unreadable_export(_: Request, exc: ExportError):
+        return problem(422, str(exc), "file")
+
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, exc: NotFoundError):
         return problem(404, str(exc))
+
+    @app.exception_handler(NotServedError)
+    async def not_served(_: Request, exc: NotServedError):
+        return problem(409, str(exc))
 
     @app.exception_handler(StoreUnavailable)
     @app.exception_handler(StoreBusy)

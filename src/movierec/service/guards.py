@@ -24,18 +24,20 @@ async def _send_json(send, status: int, body: dict, headers: list | None = None)
 class BodyLimit:
     """413 for bodies over max_bytes, whether announced by Content-Length or streamed."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, larger: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}  # path -> its own limit (an uploaded file)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        message = f"request body is larger than {self.max_bytes} bytes"
+        max_bytes = self.larger.get(scope["path"], self.max_bytes)
+        message = f"request body is larger than {max_bytes} bytes"
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > max_bytes
                 except ValueError:
                     return await _send_json(send, 400, {"error": "invalid Content-Length"})
                 if too_big:
@@ -54,7 +56,7 @@ class BodyLimit:
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     refused = True
                     if not started:
                         await _send_json(send, 413, {"error": message},

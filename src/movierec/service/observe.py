@@ -9,36 +9,17 @@ import logging
 import sys
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from movierec.service.metrics import Metrics
 
 log = logging.getLogger("movierec.access")
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 # Set in a request's scope when its body did not arrive in time and the server sent 408.
 READ_TIMED_OUT = "movierec.read_timed_out"
 
 
-class Metrics:
-    """The service's Prometheus metrics, in a registry of its own (one per app)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "movierec_http_requests", "HTTP requests by route and status",
-            ["method", "route", "status"], registry=self.registry,
-        )
-        self.latency = Histogram(
-            "movierec_http_request_duration_seconds", "HTTP request latency by route",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )
-        self.store_latency = Histogram(
-            "movierec_store_query_duration_seconds", "Qdrant query latency by operation",
-            ["operation"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )
-
-
 class Observe:
-    """Counts and times every request by its route template, and logs it as one JSON line."""
+    """Counts and times every request by its route template, status and the model that answered
+    (set in the request state by the route), and logs it as one JSON line."""
 
     def __init__(self, app, metrics: Metrics):
         self.app = app
@@ -65,8 +46,7 @@ class Observe:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
+            self.metrics.observe_request(scope, method, template, status, elapsed)
             if log.isEnabledFor(logging.INFO):
                 log.info("request", extra={"http": {
                     "method": method, "route": template, "path": scope.get("path"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -33,7 +33,8 @@ class RecommendationRequest(BaseModel):
 
     ratings: dict[str, float] = Field(
         description="movie id -> rating: +1 like / -1 dislike (scale 'unit', any value in "
-        "[-1, 1]), or 0.5-5 stars (scale 'stars')",
+        "[-1, 1]), or 0.5-5 stars (scale 'stars'); empty: the most popular movies (model "
+        "'popular'), with the filters, to start rating from",
     )
     scale: Literal["unit", "stars"] = "unit"
     model: ModelName | None = Field(
@@ -50,8 +51,6 @@ class RecommendationRequest(BaseModel):
     @field_validator("ratings")
     @classmethod
     def _ids_and_values(cls, ratings: dict[str, float]) -> dict[str, float]:
-        if not ratings:
-            raise ValueError("ratings are empty: rate at least one movie")
         if len(ratings) > MAX_RATINGS:
             raise ValueError(f"too many ratings: {len(ratings)} (at most {MAX_RATINGS})")
         seen: dict[int, str] = {}
@@ -82,6 +81,8 @@ class Why(BaseModel):
     neighbors: int | None = None
     mean_rating: float | None = None
     movies: list[int] | None = None
+    # blend: each part's contribution to the score (popularity, item, neighbors)
+    parts: dict[str, float] | None = None
 
 
 class ModelInfo(BaseModel):
@@ -124,6 +125,14 @@ class RecommendationResponse(BaseModel):
     items: list[RecommendedMovie]
 
 
+class SimilarMovies(BaseModel):
+    """Movies like one movie ("more like this"), from the item model's vectors."""
+
+    movie: MovieOut
+    model: str
+    items: list[RecommendedMovie]
+
+
 class MovieList(BaseModel):
     items: list[MovieOut]
 
@@ -143,3 +152,34 @@ class Ready(BaseModel):
     version: str | None = None
     dataset: str | None = None
     detail: str | None = None
+    # Shards and replicas of the live collections and any replica not Active (server), or
+    # why the store has none (embedded, local mode). Ready stays 200 while one replica is
+    # down: the other copy still answers.
+    cluster: dict[str, Any] = {}
+
+
+class ImportedRating(BaseModel):
+    line: int = Field(description="the file's line")
+    movie_id: int
+    title: str
+    year: int | None
+    genres: list[str]
+    stars: float
+    matched_by: Literal["imdb id", "title", "movie id"]
+    given: dict = Field(description="the title and year as the file names them")
+
+
+class ImportProblem(BaseModel):
+    line: int
+    title: str | None
+    year: int | None
+    reason: str
+
+
+class ImportAnswer(BaseModel):
+    format: Literal["letterboxd", "imdb", "csv"]
+    rows: int = Field(description="rows read (the header not counted)")
+    ratings: dict[str, float] = Field(description="movie id -> stars, for POST /recommendations "
+                                      "with \"scale\": \"stars\"")
+    matched: list[ImportedRating]
+    unmatched: list[ImportProblem] = Field(description="every row not used, with the reason")

@@ -1,7 +1,10 @@
 """`movierec serve`: uvicorn with JSON logs and graceful shutdown (in-flight requests finish).
 
 uvicorn alone waits forever for a request that arrives slowly and accepts request heads of any
-size; the protocol below bounds both, so slow or oversized clients cannot pin the server.
+size; the protocol below bounds both, so slow or oversized clients cannot pin the server. It also
+closes with a lingering close when it answers before a request's body has arrived (a 413): it
+stops writing, drains what the client still sends (bounded), then closes, so the client reads
+its answer instead of a reset.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ REQUEST_READ_TIMEOUT = 10.0
 # Request line plus headers, in bytes (a URL with a 200-character search fits many times over).
 MAX_REQUEST_HEAD = 16 * 1024
 KEEP_ALIVE_TIMEOUT = 5
+# Lingering close: after answering a request whose body is still arriving, read and discard at
+# most this many bytes for at most this many seconds before closing. Closing with unread data
+# makes the kernel send a reset, and a client still sending its body then loses the answer.
+LINGER_BYTES = 8 * 1024 * 1024
+LINGER_SECONDS = 5.0
 
 
 
@@ -61,11 +69,32 @@ def _raw_json(status: int, reason: str, body: dict) -> bytes:
     ).encode() + payload
 
 
+class _LingeringTransport:
+    """The transport as the request cycles see it: their close() becomes a lingering close
+    while the request's body is still arriving; everything else goes to the real transport."""
+
+    def __init__(self, transport, protocol: GuardedHttpProtocol):
+        self._transport = transport
+        self._protocol = protocol
+
+    def close(self) -> None:
+        if self._protocol._receiving_body and not self._transport.is_closing():
+            self._protocol._linger()
+        else:
+            self._transport.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """httptools' protocol with a deadline for reading each request and a cap on its head."""
+    """httptools' protocol with a deadline for reading each request, a cap on its head, and a
+    lingering close."""
 
     read_timeout = REQUEST_READ_TIMEOUT
     max_head = MAX_REQUEST_HEAD
+    linger_bytes = LINGER_BYTES
+    linger_seconds = LINGER_SECONDS
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -73,6 +102,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_too_large = False
         self._reading_head = True  # until this request's headers are complete
+        self._receiving_body = False  # between a request's head and the end of its body
+        self._lingering: asyncio.TimerHandle | None = None
+        self._drained = 0
+        self._raw_transport = None
 
     def _arm_read_deadline(self) -> None:
         self._disarm_read_deadline()
@@ -85,11 +118,40 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._raw_transport = transport
+        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
         self._arm_read_deadline()  # a connection that never sends a byte is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_read_deadline()
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
         super().connection_lost(exc)
+
+    def _linger(self) -> None:
+        """The answer is written: send FIN after it (the client reads the whole answer), keep
+        reading and dropping the rest of the body, and close at the first bound reached (bytes,
+        seconds) or when the client closes its side."""
+        if self._lingering is not None:
+            return
+        self._disarm_read_deadline()
+        transport = self._raw_transport
+        try:
+            transport.write_eof()
+        except (OSError, RuntimeError):
+            transport.close()
+            return
+        self.flow.resume_reading()
+        self._lingering = self.loop.call_later(self.linger_seconds, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:
+            self._drained += len(data)
+            if self._drained > self.linger_bytes:
+                self._raw_transport.close()
+            return
+        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -114,9 +176,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        self._receiving_body = True
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._receiving_body = False
         self._disarm_read_deadline()
         super().on_message_complete()
 

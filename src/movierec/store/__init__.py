@@ -33,6 +33,7 @@ __all__ = [
     "UserPoints",
     "open_reader",
     "open_writer",
+    "rollback",
     "wait_until_reachable",
 ]
 
@@ -59,10 +60,25 @@ def open_writer(settings: Settings) -> StoreWriter:
     if settings.store_kind == "embedded":
         from movierec.store.embedded import EmbeddedWriter
 
-        return EmbeddedWriter(settings.qdrant_path)
-    from movierec.store.server import ServerWriter
+        return EmbeddedWriter(settings.qdrant_path, keep_previous=settings.keep_previous_versions)
+    from movierec.store.server import Replication, ServerWriter
 
-    return ServerWriter(_client(settings), settings.qdrant_url)
+    replication = Replication(settings.qdrant_shards, settings.qdrant_replication_factor,
+                              settings.qdrant_write_consistency)
+    return ServerWriter(_client(settings), settings.qdrant_url, replication=replication,
+                        keep_previous=settings.keep_previous_versions)
+
+
+def rollback(settings: Settings) -> tuple[str, str]:
+    """Make the previous complete version live again, atomically; (from, to) versions. Running
+    services pick it up as they pick up a new ingest."""
+    if settings.store_kind == "embedded":
+        from movierec.store import embedded
+
+        return embedded.rollback(settings.qdrant_path)
+    from movierec.store import server
+
+    return server.rollback(_client(settings), settings.qdrant_url)
 
 
 def wait_until_reachable(settings: Settings, seconds: float, log=print) -> None:

@@ -31,6 +31,46 @@ class Neighbor:
 
 
 @dataclass(frozen=True)
+class NeighborBlock:
+    """The users one search found, as arrays instead of an object each (a search through ties
+    returns thousands): row k is user `user_ids[k]` with the engine's score `scores[k]` and the
+    rating vector `indices[starts[k]:stops[k]]`, `values[...]` -- ranges of the store's own
+    arrays (the embedded store's memory-mapped users.csr), so nothing is copied per user."""
+
+    user_ids: np.ndarray  # int64
+    scores: np.ndarray  # float64, as the engine scored them (float32 sums)
+    starts: np.ndarray  # int64
+    stops: np.ndarray  # int64
+    indices: np.ndarray  # uint32, each row's movie ids sorted
+    values: np.ndarray  # float32
+
+    def __len__(self) -> int:
+        return int(self.user_ids.size)
+
+    @classmethod
+    def of(cls, user_ids, scores, vectors: list[SparseVector]) -> NeighborBlock:
+        """A block from an engine's answer: its vectors laid end to end."""
+        lengths = np.array([len(v) for v in vectors], dtype=np.int64)
+        stops = np.cumsum(lengths)
+        empty_i, empty_v = np.empty(0, np.uint32), np.empty(0, np.float32)
+        return cls(np.asarray(user_ids, dtype=np.int64), np.asarray(scores, dtype=np.float64),
+                   stops - lengths, stops,
+                   np.concatenate([v.indices for v in vectors]) if vectors else empty_i,
+                   np.concatenate([v.values for v in vectors]) if vectors else empty_v)
+
+    def vector(self, k: int) -> SparseVector:
+        a, b = int(self.starts[k]), int(self.stops[k])
+        return SparseVector(self.indices[a:b], self.values[a:b])
+
+    def neighbors(self, rows=None, scores=None) -> list[Neighbor]:
+        """Neighbor objects for these rows (default: all, in order), with these scores (default:
+        the engine's)."""
+        rows = range(len(self)) if rows is None else rows
+        scores = self.scores if scores is None else scores
+        return [Neighbor(int(self.user_ids[k]), float(scores[k]), self.vector(k)) for k in rows]
+
+
+@dataclass(frozen=True)
 class ScoredMovie:
     """A movie found by the item model, with its item-model vector when asked for."""
 
@@ -64,6 +104,15 @@ class StoreStatus:
     version: str | None = None
     detail: str = ""
     meta: IngestMeta | None = None
+    # Shards and replicas of the live collections, or why the store has none (see cluster_of).
+    cluster: dict[str, Any] = field(default_factory=dict)
+
+
+def kept_history(old_live: str | None, old_previous: list[str], keep: int) -> list[str]:
+    """The previous versions to keep after a new version goes live: the one live until now
+    first, then the ones before it, at most `keep`."""
+    history = ([old_live] if old_live else []) + [v for v in old_previous if v != old_live]
+    return history[:keep]
 
 
 def new_version() -> str:
@@ -92,6 +141,18 @@ class StoreReader(ABC):
         """All movies, loaded once per live version."""
 
     @abstractmethod
+    def similar_users_block(
+        self,
+        query: SparseVector,
+        limit: int,
+        exclude_user: int | None = None,
+        using: str = "ratings",
+        score_threshold: float | None = None,
+    ) -> NeighborBlock:
+        """Top `limit` users by dot product of `query` with their `using` vectors (the z-scored
+        ratings, or the unit-length liked vectors), best first, with their rating vectors;
+        with `score_threshold`, only those the engine scores at least that high."""
+
     def similar_users(
         self,
         query: SparseVector,
@@ -99,8 +160,8 @@ class StoreReader(ABC):
         exclude_user: int | None = None,
         using: str = "ratings",
     ) -> list[Neighbor]:
-        """Top `limit` users by dot product of `query` with their `using` vectors (the z-scored
-        ratings, or the unit-length liked vectors), each with its rating vector."""
+        """similar_users_block as one Neighbor per user."""
+        return self.similar_users_block(query, limit, exclude_user, using).neighbors()
 
     @abstractmethod
     def user_vector(self, user_id: int) -> SparseVector | None:

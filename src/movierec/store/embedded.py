@@ -1,7 +1,8 @@
 """The embedded store: the real Qdrant engine in-process (qdrant-edge), the default.
 
 Layout under QDRANT_PATH:
-    CURRENT                 {"version": ...}: the live version, replaced atomically (the "alias")
+    CURRENT                 {"version": ..., "previous": [...]}: the live version and the previous
+                            complete ones kept for rollback, replaced atomically (the "alias")
     versions/<version>/     users/ and movies/ (one EdgeShard each), meta.json, .lock,
                             users.csr (the same user rating vectors as flat arrays: store/csr.py)
     .ingest.lock            held by the one ingest that may run at a time
@@ -24,19 +25,20 @@ import qdrant_edge as qe
 
 from movierec import schema
 from movierec.catalog import MovieCatalog
-from movierec.errors import StoreBusy, StoreUnavailable
+from movierec.errors import NothingToRollBack, StoreBusy, StoreUnavailable
 from movierec.meta import IngestMeta
 from movierec.store import csr
 from movierec.store.base import (
     MovieFilter,
     MoviePoints,
-    Neighbor,
+    NeighborBlock,
     ScoredMovie,
     StoreReader,
     StoreStatus,
     StoreWriter,
     UserPoints,
     as_sparse,
+    kept_history,
     movie_rows,
     named_vectors,
     new_version,
@@ -53,13 +55,53 @@ META = "meta.json"
 CSR = "users.csr"
 
 
+def movies_csr(vector: str) -> str:
+    return f"movies.{vector}.csr"
+
+
 def _read_current(root: Path) -> str | None:
+    return read_history(root)[0]
+
+
+def read_history(root: Path) -> tuple[str | None, list[str]]:
+    """(the live version, the previous complete versions kept for rollback, newest first)."""
     try:
-        return json.loads((root / CURRENT).read_text())["version"]
+        current = json.loads((root / CURRENT).read_text())
+        previous = [str(v) for v in current.get("previous", [])]
+        return current["version"], previous
     except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError):
+        return None, []
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise StoreUnavailable(f"{root / CURRENT} is damaged; run `movierec ingest` again") from None
+
+
+def write_current(root: Path, version: str, previous: list[str]) -> None:
+    """The switch: one atomic rename. Readers see the old version or the new one, never a mix."""
+    write_atomic(root / CURRENT, json.dumps({"version": version, "previous": previous}).encode())
+
+
+def _complete(root: Path, version: str) -> bool:
+    return (root / VERSIONS / version / META).is_file()
+
+
+def rollback(root: Path) -> tuple[str, str]:
+    """Make the previous complete version live again (one atomic rename of CURRENT); the
+    version rolled back from is removed once no process has it open. Returns (from, to)."""
+    root = Path(root)
+    (root / VERSIONS).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root / INGEST_LOCK, f"an ingest is writing to {root}; wait for it, then roll back")
+    try:
+        live, previous = read_history(root)
+        previous = [v for v in previous if _complete(root, v)]
+        if not previous:
+            raise NothingToRollBack(
+                f"nothing to roll back to in the embedded store at {root}: no previous version "
+                "is kept (KEEP_PREVIOUS_VERSIONS keeps them from the next ingest on)")
+        write_current(root, previous[0], previous[1:])
+        collect_garbage_locked(root)
+        return live or "", previous[0]
+    finally:
+        lock.release()
 
 
 def collect_garbage(root: Path) -> list[str]:
@@ -137,21 +179,32 @@ class _OpenVersion:
             self.lock.release()
             raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from None
         self.vectors = csr.load(self.path / CSR, self.meta.users)
+        self._movie_vectors: dict[str, UserVectors | None] = {}
         self._catalog: MovieCatalog | None = None
 
     def rows(self, user_ids: list[int]) -> list[SparseVector] | None:
         """The users' vectors from users.csr (views, no copies); None if one is missing."""
         if self.vectors is None or not len(self.vectors):
             return None
-        known = self.vectors.user_ids
-        ids = np.asarray(user_ids, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
-        if not np.array_equal(known[pos], ids):
+        return csr.rows_of(self.vectors, user_ids)
+
+    def block(self, user_ids: list[int], scores: list[float]) -> NeighborBlock | None:
+        """These users' rows of users.csr as one NeighborBlock (ranges, no copies); None if one
+        is missing."""
+        pos = csr.positions(self.vectors, user_ids) if self.vectors is not None else None
+        if pos is None:
             return None
-        starts = self.vectors.indptr[pos].tolist()
-        ends = self.vectors.indptr[pos + 1].tolist()
-        indices, values = self.vectors.indices, self.vectors.values
-        return [SparseVector(indices[a:b], values[a:b]) for a, b in zip(starts, ends)]
+        indptr = self.vectors.indptr
+        return NeighborBlock(np.asarray(user_ids, dtype=np.int64),
+                             np.asarray(scores, dtype=np.float64),
+                             indptr[pos].astype(np.int64), indptr[pos + 1].astype(np.int64),
+                             self.vectors.indices, self.vectors.values)
+
+    def movie_vectors(self, name: str) -> UserVectors | None:
+        """Every movie's `name` vector from movies.<name>.csr, memory-mapped on first use."""
+        if name not in self._movie_vectors:
+            self._movie_vectors[name] = csr.load(self.path / movies_csr(name), None)
+        return self._movie_vectors[name]
 
     def catalog(self) -> MovieCatalog:
         if self._catalog is None:
@@ -175,6 +228,11 @@ class _OpenVersion:
             except Exception:  # noqa: BLE001 (closing twice or a dead shard is harmless here)
                 pass
         self.lock.release()
+
+
+# What /readyz and `movierec check` say about shards and replicas here: there are none.
+EMBEDDED_CLUSTER = {"mode": "embedded", "detail": "the embedded engine is one process on one "
+                    "disk: no shards or replicas (back it up with `movierec snapshot`)"}
 
 
 class EmbeddedReader(StoreReader):
@@ -237,7 +295,7 @@ class EmbeddedReader(StoreReader):
             movies = live.movies.count(qe.CountRequest(exact=True))
         ready = users > 0 and movies > 0
         return StoreStatus(ready, users, movies, live.version,
-                           "" if ready else "a collection is empty", live.meta)
+                           "" if ready else "a collection is empty", live.meta, EMBEDDED_CLUSTER)
 
     def meta(self) -> IngestMeta:
         return self._live().meta
@@ -247,8 +305,8 @@ class EmbeddedReader(StoreReader):
         with self._mutex:
             return live.catalog()
 
-    def similar_users(self, query, limit, exclude_user=None,
-                      using=schema.RATINGS_VECTOR) -> list[Neighbor]:
+    def similar_users_block(self, query, limit, exclude_user=None, using=schema.RATINGS_VECTOR,
+                            score_threshold=None) -> NeighborBlock:
         live = self._live()
 
         def request(with_vector: bool) -> qe.QueryRequest:
@@ -257,6 +315,7 @@ class EmbeddedReader(StoreReader):
                 query=qe.Query.Nearest(_edge_vector(query), using=using),
                 with_vector=[schema.RATINGS_VECTOR] if with_vector else False,
                 with_payload=False,
+                score_threshold=None if score_threshold is None else float(score_threshold),
                 filter=None
                 if exclude_user is None
                 else qe.Filter(must_not=[qe.HasIdCondition({int(exclude_user)})]),
@@ -265,18 +324,14 @@ class EmbeddedReader(StoreReader):
         with self._mutex:
             if live.vectors is not None:
                 points = live.users.query(request(False))
-                ids = [int(p.id) for p in points]
-                vectors = live.rows(ids) if ids else []
-                if vectors is not None:
-                    return [Neighbor(i, float(p.score), v)
-                            for i, p, v in zip(ids, points, vectors)]
+                block = live.block([int(p.id) for p in points], [p.score for p in points])
+                if block is not None:
+                    return block
             # No users.csr (or it lacks a user): the engine returns the vectors itself.
             points = live.users.query(request(True))
-        out = []
-        for p in points:
-            v = p.vector[schema.RATINGS_VECTOR]
-            out.append(Neighbor(int(p.id), float(p.score), as_sparse(v.indices, v.values)))
-        return out
+        vectors = [p.vector[schema.RATINGS_VECTOR] for p in points]
+        return NeighborBlock.of([int(p.id) for p in points], [p.score for p in points],
+                                [as_sparse(v.indices, v.values) for v in vectors])
 
     def user_vector(self, user_id: int) -> SparseVector | None:
         live = self._live()
@@ -292,6 +347,11 @@ class EmbeddedReader(StoreReader):
 
     def movie_vectors(self, movie_ids) -> dict[int, SparseVector]:
         live = self._live()
+        ids = sorted({int(m) for m in movie_ids})
+        stored = live.movie_vectors(schema.ITEM_VECTOR)
+        found = csr.rows_of(stored, ids) if stored is not None and ids else None
+        if found is not None:
+            return dict(zip(ids, found))
         with self._mutex:
             records = live.movies.retrieve([int(m) for m in movie_ids], with_payload=False,
                                            with_vector=[schema.ITEM_VECTOR])
@@ -325,8 +385,9 @@ class EmbeddedReader(StoreReader):
 
 
 class EmbeddedWriter(StoreWriter):
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, keep_previous: int = 1):
         self.root = Path(root)
+        self.keep_previous = keep_previous
         self.version: str | None = None
         self._ingest_lock: FileLock | None = None
         self._version_lock: FileLock | None = None
@@ -337,6 +398,8 @@ class EmbeddedWriter(StoreWriter):
         # UserPoints was written once.
         self._ratings: UserVectors | None = None
         self._written = 0
+        # The movies' vectors written, by vector name, for movies.<name>.csr.
+        self._movie_rows: dict[str, list[tuple[int, SparseVector]]] = {}
 
     @property
     def _path(self) -> Path:
@@ -384,10 +447,12 @@ class EmbeddedWriter(StoreWriter):
 
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
         assert self._movies is not None
-        points = [
-            qe.Point(movie_id, {name: _edge_vector(v) for name, v in vectors.items()}, payload)
-            for movie_id, vectors, payload in movie_rows(movies, start, stop)
-        ]
+        points = []
+        for movie_id, vectors, payload in movie_rows(movies, start, stop):
+            points.append(qe.Point(movie_id, {n: _edge_vector(v) for n, v in vectors.items()},
+                                   payload))
+            for name, vector in vectors.items():
+                self._movie_rows.setdefault(name, []).append((movie_id, vector))
         self._movies.update(qe.UpdateOperation.upsert_points(points))
 
     def counts(self) -> tuple[int, int]:
@@ -405,9 +470,18 @@ class EmbeddedWriter(StoreWriter):
         self._users = self._movies = None
         if self._ratings is not None and self._written == len(self._ratings) == self._meta.users:
             csr.save(self._path / CSR, self._ratings)
+        for name, found in self._movie_rows.items():
+            ids = [movie_id for movie_id, _ in found]
+            if len(set(ids)) == len(ids):  # each movie written once: the file is the shard's
+                csr.save(self._path / movies_csr(name), csr.from_rows(found))
         write_atomic(self._path / META, json.dumps(self._meta.to_dict(), indent=2).encode())
-        # The switch: one atomic rename. Readers see the old version or the new one, never a mix.
-        write_atomic(self.root / CURRENT, json.dumps({"version": self.version}).encode())
+        try:
+            live, previous = read_history(self.root)
+        except StoreUnavailable:
+            live, previous = None, []  # a damaged pointer: this version replaces it
+        kept = [v for v in kept_history(live, previous, self.keep_previous)
+                if _complete(self.root, v)]
+        write_current(self.root, self.version, kept)
         self._release_version()
         collect_garbage_locked(self.root)
         self._release_ingest()
@@ -443,12 +517,14 @@ def collect_garbage_locked(root: Path) -> list[str]:
     """Garbage collection by the ingest that already holds the ingest lock."""
     versions = root / VERSIONS
     try:
-        live = _read_current(root)
+        live, previous = read_history(root)
     except StoreUnavailable:
-        live = None  # a damaged pointer serves nothing; the ingest about to commit rewrites it
+        # A damaged pointer serves nothing; the ingest about to commit rewrites it.
+        live, previous = None, []
+    keep = {live, *previous}
     removed = []
     for entry in versions.iterdir():
-        if entry.name == live or not entry.is_dir():
+        if entry.name in keep or not entry.is_dir():
             continue
         lock = FileLock.try_acquire(entry / VERSION_LOCK)
         if lock is None:

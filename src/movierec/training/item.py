@@ -101,20 +101,39 @@ def gram(interactions: sp.spmatrix) -> np.ndarray:
     return np.asarray((x.T @ x).toarray(), dtype=np.float64)
 
 
-def zero_diagonal_solution(g: np.ndarray, penalty: np.ndarray | float) -> np.ndarray:
+def zero_diagonal_solution(g: np.ndarray, penalty: np.ndarray | float,
+                           dtype: type = np.float32) -> np.ndarray:
     """argmin ||X - XW||^2 + sum_i penalty_i ||W[i, :]||^2 subject to diag(W) = 0, given the
-    Gram matrix G = X^T X: W = -P / diag(P) column-wise with P = (G + diag(penalty))^-1."""
-    a = g.copy()
-    a[np.diag_indices_from(a)] += penalty
-    p = scipy.linalg.inv(a, overwrite_a=True, check_finite=False)
+    Gram matrix G = X^T X: W = -P / diag(P) column-wise with P = (G + diag(penalty))^-1.
+
+    G + diag(penalty) is symmetric positive definite, so P comes from a Cholesky factorization;
+    by default in float32, half the time of float64 (the weights are served as float32 anyway;
+    on ML-1M the largest difference is 2e-6 of the largest weight and NDCG@10 is unchanged)."""
+    a = np.array(g, dtype=dtype)
+    a[np.diag_indices_from(a)] += np.asarray(penalty, dtype=dtype)
+    p = spd_inverse(a)
     w = p / -np.diag(p)[None, :]
     np.fill_diagonal(w, 0.0)
-    return w
+    return w.astype(np.float64)
 
 
-def ease_weights(interactions: sp.spmatrix, l2: float) -> np.ndarray:
+def spd_inverse(a: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix (overwritten): potrf, then potri."""
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (a,))
+    c, info = potrf(a, lower=False, overwrite_a=True, clean=False)
+    if info != 0:
+        raise ValueError(f"the penalized Gram matrix is not positive definite (potrf {info})")
+    p, info = potri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        raise ValueError(f"cannot invert the penalized Gram matrix (potri {info})")
+    lower = np.tril_indices_from(p, -1)
+    p[lower] = p.T[lower]  # potri fills the upper triangle
+    return p
+
+
+def ease_weights(interactions: sp.spmatrix, l2: float, dtype: type = np.float32) -> np.ndarray:
     """EASE (Steck 2019) on the binary interactions."""
-    return zero_diagonal_solution(gram(interactions), l2)
+    return zero_diagonal_solution(gram(interactions), l2, dtype)
 
 
 def cosine_knn_weights(interactions: sp.spmatrix, neighbors: int) -> sp.csr_matrix:
@@ -129,8 +148,8 @@ def cosine_knn_weights(interactions: sp.spmatrix, neighbors: int) -> sp.csr_matr
 
 
 def lowpass_weights(interactions: sp.spmatrix, rank: int) -> np.ndarray:
-    """GF-CF's ideal low-pass filter D^-1/2 V V^T D^1/2 (zero diagonal), V the top `rank`
-    eigenvectors of the item-item matrix of D_u^-1/2 X D_i^-1/2 (binary X, D = degrees)."""
+    """GF-CF's ideal low-pass filter D^-1/2 V V^T D^1/2 (zero diagonal), V spanning the top
+    `rank` eigenvectors of the item-item matrix of D_u^-1/2 X D_i^-1/2 (binary X, D = degrees)."""
     x = _binary(interactions)
     user_degree = np.asarray(x.sum(axis=1)).ravel()
     item_degree = np.asarray(x.sum(axis=0)).ravel()
@@ -138,13 +157,37 @@ def lowpass_weights(interactions: sp.spmatrix, rank: int) -> np.ndarray:
     item_degree[item_degree == 0] = 1.0
     xn = sp.diags(user_degree**-0.5) @ x @ sp.diags(item_degree**-0.5)
     s = np.asarray((xn.T @ xn).toarray())
-    n = s.shape[0]
-    rank = min(rank, n)
-    _, v = scipy.linalg.eigh(s, subset_by_index=[n - rank, n - 1], driver="evx", check_finite=False)
+    v = top_eigenvectors(s, min(rank, s.shape[0]))
     sqrt_degree = np.sqrt(item_degree)
     w = (v / sqrt_degree[:, None]) @ (v * sqrt_degree[:, None]).T
     np.fill_diagonal(w, 0.0)
     return w
+
+
+# Subspace iteration for the low-pass term: a block twice the rank, a few products with the
+# matrix (BLAS), then Rayleigh-Ritz. A full `eigh` tridiagonalizes the whole matrix (1.9 s of
+# the 6.3 s item model on ML-1M); this takes a fraction of it. The block's edge is not exact
+# (the 128th eigenvector mixes with its neighbours), which the filter does not feel: NDCG@10 on
+# ML-1M's test part 0.2942 with the exact eigenvectors, 0.2944 with these.
+SUBSPACE_ITERATIONS = 6
+SUBSPACE_SEED = 0
+
+
+def top_eigenvectors(s: np.ndarray, rank: int, iterations: int = SUBSPACE_ITERATIONS,
+                     seed: int = SUBSPACE_SEED) -> np.ndarray:
+    """An orthonormal basis of (approximately) the top-`rank` eigenvectors of symmetric `s`,
+    largest last, deterministic for a given seed."""
+    n = s.shape[0]
+    block = min(n, 2 * rank)
+    if block >= n // 2:  # small matrices: the exact decomposition is cheap
+        _, v = scipy.linalg.eigh(s, subset_by_index=[n - rank, n - 1], check_finite=False)
+        return v
+    s32 = s.astype(np.float32)  # float32 products: twice as fast, and ample for a filter
+    q = np.random.default_rng(seed).standard_normal((n, block)).astype(np.float32)
+    for _ in range(iterations):
+        q, _ = np.linalg.qr(s32 @ q)
+    _, vectors = np.linalg.eigh((q.T @ (s32 @ q)).astype(np.float64))
+    return q.astype(np.float64) @ vectors[:, -rank:]
 
 
 def weighted_interactions(
@@ -170,6 +213,7 @@ def learn_item_weights(
     lowpass_weight: float = ITEM_MODEL_DEFAULTS["lowpass_weight"],
     rating_weights: Mapping[float, float] | None = ITEM_MODEL_DEFAULTS["rating_weights"],
     top_m: int | None = None,
+    dtype: type = np.float32,
 ) -> ItemWeights:
     """Learn the item model from a users x movies matrix whose values are star ratings (any
     positive value when `rating_weights` is None).
@@ -178,14 +222,15 @@ def learn_item_weights(
     (penalty p/(1-p) * G_ii); user_norm: users weighted by |user|^-user_norm; lowpass_weight:
     weight of the low-pass term relative to the linear autoencoder (mean |w| ratio), 0 = none;
     top_m: keep only the m largest |w| of each movie's vector (None = all), the kept weights
-    re-fitted.
+    re-fitted; dtype: the precision of the solve (float32: twice as fast, see
+    zero_diagonal_solution).
     """
     if not 0.0 <= dropout < 1.0:
         raise ValueError("dropout must be in [0, 1)")
     x = weighted_interactions(interactions, rating_weights, user_norm)
     g = np.asarray((x.T @ x).toarray())
     penalty = l2 + dropout / (1.0 - dropout) * np.diag(g)
-    w = zero_diagonal_solution(g, penalty)
+    w = zero_diagonal_solution(g, penalty, dtype)
     low = None
     if lowpass_weight and lowpass_rank:
         low = lowpass_weights(interactions, lowpass_rank)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from movierec.service.routes import on_store
 from movierec.service.schemas import Ready
@@ -31,11 +31,12 @@ async def readyz(request: Request):
         version=status.version,
         dataset=status.meta.dataset if status.meta else None,
         detail=status.detail or None,
+        cluster=status.cluster,
     ).model_dump()
     return JSONResponse(body, status_code=200 if status.ready else 503)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(request: Request):
-    return PlainTextResponse(generate_latest(request.app.state.metrics.registry),
+    return PlainTextResponse(await request.app.state.metrics.exposition(request.app.state.store),
                              media_type=CONTENT_TYPE_LATEST)

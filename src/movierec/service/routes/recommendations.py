@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from movierec import recommend, schema
 from movierec.errors import QueryError
 from movierec.models import REGISTRY
+from movierec.service.metrics import record_answer
 from movierec.service.routes import on_store
 from movierec.service.schemas import (
     MAX_ID,
@@ -27,7 +28,8 @@ router = APIRouter(route_class=StrictRoute, tags=["recommend"])
 @router.post("/recommendations", response_model=RecommendationResponse)
 async def recommendations(request: Request, body: RecommendationRequest):
     """Movies for a person's ratings (+1 like / -1 dislike, or 1-5 stars), with the chosen
-    model and optional genre / year filters; each with a one-line reason."""
+    model and optional genre / year filters; each with a one-line reason. No ratings (`{}`):
+    the most popular movies (model "popular"), to start rating from."""
     try:
         ratings = body.movie_ratings()
     except ValueError as exc:
@@ -39,7 +41,7 @@ async def recommendations(request: Request, body: RecommendationRequest):
     answer = await on_store(request, "recommend", recommend.recommend, ratings, limit=body.limit,
                             neighbors=body.neighbors, scale=body.scale, model=body.model,
                             movie_filter=movie_filter)
-    return _answer(answer)
+    return _answer(answer, request)
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse,
@@ -54,7 +56,7 @@ async def user_recommendations(
     """Movies for an existing MovieLens user, excluding what they rated."""
     answer = await on_store(request, "recommend_for_user", recommend.recommend_for_user, user_id,
                             limit=limit, neighbors=neighbors, model=model)
-    return _answer(answer)
+    return _answer(answer, request)
 
 
 @router.get("/models", response_model=ModelList)
@@ -65,6 +67,7 @@ async def models(request: Request):
         {"name": n, "description": REGISTRY.get(n).description, "filters": True} for n in names]}
 
 
-def _answer(answer: recommend.Answer) -> dict:
+def _answer(answer: recommend.Answer, request: Request) -> dict:
+    record_answer(request, answer.model, len(answer.items))  # for the metrics, by model
     return {"model": answer.model, "neighbors": answer.neighbors,
             "items": [r.to_dict() for r in answer.items]}

@@ -13,11 +13,14 @@ const DEFAULT_LIMIT = 10;
 const LIMITS = [5, 10, 20];
 const MAX_RATINGS = 1000;
 const SEARCH_LIMIT = 8;
+const POPULAR_LIMIT = 12; // the strip of popular movies to start from, before anything is rated
+const SIMILAR_LIMIT = 5; // "More like this" under a recommendation
 const RETRY_SECONDS = 5;
 // From how many stars a rating is a like: the service says (GET /models, "liked_stars"); this
 // is the library's value, for a service that does not say.
 const LIKED_STARS = 3;
 const STARS_FROM_UNIT = { 1: 5, [-1]: 1 };
+const STAR_CHOICES = [5, 4.5, 4, 3.5, 3, 2.5, 2, 1.5, 1, 0.5];
 
 const state = {
   scale: "unit", // "unit": +1 like / -1 dislike; "stars": 1-5
@@ -45,8 +48,8 @@ function readUrl() {
     state.scale = "stars";
     for (const pair of q.get("stars").split(",")) {
       const [id, stars] = pair.split(":");
-      const value = Math.round(Number(stars));
-      if (/^\d{1,10}$/.test(id) && value >= 1 && value <= 5) state.ratings.set(Number(id), value);
+      const value = Math.round(Number(stars) * 2) / 2; // half stars, as Letterboxd rates
+      if (/^\d{1,10}$/.test(id) && value >= 0.5 && value <= 5) state.ratings.set(Number(id), value);
     }
   } else {
     state.scale = "unit";
@@ -325,12 +328,18 @@ function requestBody() {
   const body = { ratings: Object.fromEntries([...state.ratings].map(([id, v]) => [String(id), v])), limit: state.limit };
   if (state.scale === "stars") body.scale = "stars";
   if (service.models) body.model = state.model || service.models.default;
+  return Object.assign(body, activeFilters());
+}
+
+// The genre / year filters in force, as the API names them ({} when none, or not offered).
+function activeFilters() {
+  const filters = {};
   if (service.genres && filtersAllowed()) {
-    if (state.genres.length) body.genres = [...state.genres];
-    if (state.yearMin !== null) body.year_min = state.yearMin;
-    if (state.yearMax !== null) body.year_max = state.yearMax;
+    if (state.genres.length) filters.genres = [...state.genres];
+    if (state.yearMin !== null) filters.year_min = state.yearMin;
+    if (state.yearMax !== null) filters.year_max = state.yearMax;
   }
-  return body;
+  return filters;
 }
 
 const recs = { seq: 0, abort: null, retry: 0 };
@@ -343,8 +352,10 @@ async function refresh() {
     clearError();
     ui.results.replaceChildren();
     ui.summary.textContent = "Rate a movie to see recommendations.";
+    showPopular(seq);
     return;
   }
+  ui.popular.hidden = true;
   recs.abort = new AbortController();
   ui.results.setAttribute("aria-busy", "true");
   try {
@@ -363,6 +374,158 @@ async function refresh() {
   } finally {
     if (seq === recs.seq) ui.results.setAttribute("aria-busy", "false");
   }
+}
+
+// Nothing rated yet: the service answers no ratings with its most popular movies (with the
+// filters), shown as a strip to rate from. A service without that answer leaves the strip out.
+async function showPopular(seq) {
+  recs.abort = new AbortController();
+  try {
+    const body = { ratings: {}, limit: POPULAR_LIMIT, ...activeFilters() };
+    const answer = await api("/recommendations", { body, signal: recs.abort.signal });
+    if (seq !== recs.seq) return;
+    for (const movie of answer.items) if (!movies.get(movie.movie_id)) movies.set(movie.movie_id, movie);
+    ui.popularList.replaceChildren(...answer.items.map((movie) => el("li", {
+      class: "strip-movie", "data-movie-id": movie.movie_id, title: movie.why?.text,
+    },
+    el("span", { class: "title", text: movie.title }),
+    el("span", { class: "meta", text: describe(movie) }),
+    rateButtons(movie))));
+    ui.popular.hidden = !answer.items.length;
+  } catch (error) {
+    if (error.name === "AbortError" || seq !== recs.seq) return;
+    ui.popular.hidden = true;
+    if (error.status === 0 || error.status === 503) showError(explain(error, "Cannot load popular movies"));
+  }
+}
+
+// "Seen it?" Like and Dislike buttons for a movie shown by the service.
+function rateButtons(movie) {
+  return el("span", { class: "seen" },
+    el("button", { type: "button", class: "like", "aria-label": `Like ${movie.title}`, title: "Seen it? Like it",
+      onclick: () => rate(movie.movie_id, 1) }, "Like"),
+    el("button", { type: "button", class: "dislike", "aria-label": `Dislike ${movie.title}`, title: "Seen it? Dislike it",
+      onclick: () => rate(movie.movie_id, -1) }, "Dislike"));
+}
+
+// --- importing an export ---------------------------------------------------------------------
+
+// The service matches the file to its catalog; the matched ratings (in stars) join the list,
+// and every row that did not match is listed with the service's reason.
+async function importFile(file) {
+  ui.importReport.hidden = false;
+  ui.importReport.replaceChildren(el("p", { text: `Importing ${file.name}…` }));
+  let answer;
+  try {
+    const response = await fetch("/ratings/import", {
+      method: "POST", headers: { "Content-Type": "text/csv" }, body: file,
+    });
+    const data = await response.json().catch(() => null);
+    if (!response.ok) {
+      throw new ApiError(response.status, data && typeof data.error === "string" ? data.error
+        : `HTTP ${response.status}`);
+    }
+    answer = data;
+  } catch (error) {
+    const message = error.status === 413 ? "the file is too large to import" : error.message;
+    ui.importReport.replaceChildren(el("p", { class: "import-error",
+      text: `Cannot import ${file.name}: ${message}.` }));
+    return;
+  } finally {
+    ui.importFile.value = "";
+  }
+  if (state.scale !== "stars") {
+    for (const [id, v] of state.ratings) state.ratings.set(id, STARS_FROM_UNIT[v]);
+    state.scale = "stars";
+  }
+  let skipped = 0;
+  for (const m of answer.matched) {
+    if (!state.ratings.has(m.movie_id) && state.ratings.size >= MAX_RATINGS) { skipped += 1; continue; }
+    state.ratings.delete(m.movie_id);
+    state.ratings.set(m.movie_id, m.stars);
+    movies.set(m.movie_id, { movie_id: m.movie_id, title: m.title, year: m.year, genres: m.genres });
+  }
+  const kinds = { letterboxd: "Letterboxd", imdb: "IMDb", csv: "csv" };
+  const used = answer.matched.length - skipped;
+  const summary = `Imported ${used} of ${answer.rows} rows from ${file.name} (${kinds[answer.format] || answer.format})`
+    + (answer.unmatched.length ? `; ${answer.unmatched.length} did not match:` : ".");
+  ui.importReport.replaceChildren(el("p", { class: "import-summary", text: summary }),
+    answer.unmatched.length ? el("ul", { class: "unmatched", "aria-label": "Rows that did not match" },
+      ...answer.unmatched.map((row) => el("li", {},
+        el("span", { class: "title", text: `Line ${row.line}${row.title ? `: ${row.title}` : ""}${row.year ? ` (${row.year})` : ""}` }),
+        el("span", { class: "meta", text: row.reason })))) : null,
+    skipped ? el("p", { class: "meta", text: `${skipped} more left out: at most ${MAX_RATINGS} ratings.` }) : null);
+  changed();
+}
+
+// --- more like this ---------------------------------------------------------------------------
+
+// The service finds similar movies with its item model; without it, the control is left out.
+function similarOffered() {
+  return Boolean(service.models && service.models.models.some((m) => m.name === "item"));
+}
+
+const similar = { open: new Set(), answers: new Map() };
+
+function similarPath(id) {
+  const q = new URLSearchParams({ limit: String(SIMILAR_LIMIT) });
+  const filters = activeFilters();
+  for (const genre of filters.genres || []) q.append("genres", genre);
+  if (filters.year_min !== undefined) q.set("year_min", String(filters.year_min));
+  if (filters.year_max !== undefined) q.set("year_max", String(filters.year_max));
+  return `/movies/${id}/similar?${q}`;
+}
+
+function similarControl(movie) {
+  if (!similarOffered()) return null;
+  const open = similar.open.has(movie.movie_id);
+  return el("button", {
+    type: "button", class: "secondary more", "aria-expanded": String(open),
+    "aria-controls": `similar-${movie.movie_id}`, "aria-label": `More like ${movie.title}`,
+    onclick: (e) => toggleSimilar(movie, e.currentTarget),
+  }, "More like this");
+}
+
+function toggleSimilar(movie, button) {
+  const id = movie.movie_id;
+  const item = button.closest("li.movie");
+  if (similar.open.has(id)) {
+    similar.open.delete(id);
+    button.setAttribute("aria-expanded", "false");
+    item.querySelector(".similar")?.remove();
+    return;
+  }
+  similar.open.add(id);
+  button.setAttribute("aria-expanded", "true");
+  item.append(similarBlock(movie));
+}
+
+// The list of movies like `movie` (fetched once per filter setting), or why there is none.
+function similarBlock(movie) {
+  const block = el("div", { class: "similar", id: `similar-${movie.movie_id}`, "aria-busy": "true" },
+    el("p", { class: "meta", text: "Finding similar movies…" }));
+  const path = similarPath(movie.movie_id);
+  const known = similar.answers.get(path);
+  const answer = known || api(path).then((a) => { similar.answers.set(path, a); return a; });
+  Promise.resolve(answer).then((found) => {
+    block.replaceChildren(found.items.length
+      ? el("ul", { class: "similar-list", "aria-label": `Movies like ${movie.title}` },
+        ...found.items.map((m) => {
+          if (!movies.get(m.movie_id)) movies.set(m.movie_id, m);
+          return el("li", { class: "similar-movie", "data-movie-id": m.movie_id },
+            el("span", { class: "similar-text" },
+              el("span", { class: "title", text: m.title }),
+              el("span", { class: "meta", text: describe(m) }),
+              m.why && m.why.text ? el("span", { class: "similar-why", text: m.why.text }) : null),
+            state.ratings.has(m.movie_id) ? el("span", { class: "mark", text: ratingWord(state.ratings.get(m.movie_id)) })
+              : rateButtons(m));
+        }))
+      : el("p", { class: "meta", text: "No similar movie matches: loosen the filters." }));
+  }).catch((error) => {
+    block.replaceChildren(el("p", { class: "similar-error", role: "status",
+      text: `No similar movies: ${error.message}.` }));
+  }).finally(() => block.setAttribute("aria-busy", "false"));
+  return block;
 }
 
 // --- rendering --------------------------------------------------------------------------------
@@ -448,7 +611,8 @@ function ratingControl(id, name, value) {
   if (state.scale === "stars") {
     const select = el("select", { "aria-label": `Stars for ${name}`, class: "stars",
       onchange: (e) => setRating(id, Number(e.target.value)) },
-    ...[5, 4, 3, 2, 1].map((n) => el("option", { value: n, text: `${"★".repeat(n)} ${n}` })));
+    ...STAR_CHOICES.map((n) => el("option", { value: n,
+      text: `${"★".repeat(Math.floor(n))}${n % 1 ? "½" : ""} ${n}` })));
     select.value = String(value);
     return select;
   }
@@ -479,12 +643,12 @@ function renderResults(answer) {
     el("span", { class: "score", title: "score", text: movie.score.toFixed(4) })),
   el("div", { class: "movie-foot" },
     el("span", { class: "meta genres", text: movie.genres.join(", ") }),
-    el("span", { class: "seen" },
-      el("button", { type: "button", class: "like", "aria-label": `Like ${movie.title}`, title: "Seen it? Like it",
-        onclick: () => rate(movie.movie_id, 1) }, "Like"),
-      el("button", { type: "button", class: "dislike", "aria-label": `Dislike ${movie.title}`, title: "Seen it? Dislike it",
-        onclick: () => rate(movie.movie_id, -1) }, "Dislike"))),
-  movie.why && movie.why.text ? el("p", { class: "why", text: movie.why.text }) : null)));
+    el("span", { class: "movie-buttons" }, similarControl(movie), rateButtons(movie))),
+  movie.why && movie.why.text ? el("p", { class: "why", text: movie.why.text }) : null,
+  similar.open.has(movie.movie_id) && similarOffered() ? similarBlock(movie) : null)));
+  // Open "More like this" lists stay open while their movie is still recommended.
+  const shownIds = new Set(answer.items.map((m) => m.movie_id));
+  for (const id of similar.open) if (!shownIds.has(id)) similar.open.delete(id);
 
   const n = state.ratings.size;
   const parts = [`${answer.items.length} movies for your ${n} rated ${n === 1 ? "movie" : "movies"}`];
@@ -601,6 +765,8 @@ function init() {
     "status", "filters", "genres"]) ui[id] = $(id);
   Object.assign(ui, {
     options: $("search-results"), searchStatus: $("search-status"), ratedEmpty: $("rated-empty"),
+    popular: $("popular"), popularList: $("popular-list"), importFile: $("import-file"),
+    importReport: $("import-report"),
     modelField: $("model-field"), modelHelp: $("model-help"), yearMin: $("year-min"),
     yearMax: $("year-max"), filterSummary: $("filter-summary"),
   });
@@ -632,6 +798,7 @@ function init() {
     changed();
   });
   $("tutorial").addEventListener("click", useTutorial);
+  ui.importFile.addEventListener("change", () => ui.importFile.files[0] && importFile(ui.importFile.files[0]));
   ui.clear.addEventListener("click", () => { state.ratings.clear(); changed(); ui.search.focus(); });
   start();
 }
