@@ -175,6 +175,9 @@ def test_whole_run_tunes_on_valid_reports_test_and_writes_results(tmp_path):
         "hit@10",
         "precision@10",
         "coverage@10",
+        "popularity@10",
+        "long_tail@10",
+        "gini@10",
     }
     assert rows[2]["ndcg@10"] == by_name["ease"].test.ndcg
     md = (tmp_path / "results.md").read_text()
@@ -249,7 +252,9 @@ def test_served_store_holds_the_train_part_only(served):
     assert (meta.users, meta.movies, meta.ratings) == (150, 120, split.train.nnz)
     train_stars = split.history("test").data
     assert meta.rating_stats.mean == pytest.approx(np.mean(train_stars), rel=1e-12)
-    assert set(meta.models) == {"tutorial", "user-knn", "item", "popular"}
+    from movierec.models import REGISTRY
+
+    assert set(meta.models) == set(REGISTRY.names())  # every registered model, as ingest does
     titles = dict(zip(data.movies["movie_id"], data.movies["title"]))
     movie = store.catalog().get(int(split.movie_ids[0]))
     assert movie.title == titles[int(split.movie_ids[0])]
@@ -333,7 +338,7 @@ def test_served_evaluation_tunes_user_knn_on_valid_and_writes_results(served, tm
         ("tutorial", "qdrant"), ("user-knn", "qdrant"), ("item", "qdrant")
     ]
     assert set(rows[0]) == {"model", "engine", "params", "users", "seconds"} | {
-        f"{name}@10" for name in evaluate.METRICS
+        f"{name}@10" for name in evaluate.METRICS + evaluate.BEYOND
     }
     assert [t["params"]["neighbors"] for t in rows[1]["tuning"]] == [10, 40]
     md = (tmp_path / "results.md").read_text()

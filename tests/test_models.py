@@ -106,7 +106,7 @@ def test_the_registry_is_every_list_of_models():
     from movierec.service.schemas import RecommendationRequest
 
     names = REGISTRY.names()
-    assert names == ["item", "user-knn", "tutorial", "popular"]
+    assert names == ["blend", "item", "user-knn", "tutorial", "popular"]
     enum = RecommendationRequest.model_json_schema()["properties"]["model"]["anyOf"][0]["enum"]
     assert enum == names
     recommend_cmd = build_parser()._subparsers._group_actions[0].choices["recommend"]
@@ -117,14 +117,14 @@ def test_the_registry_is_every_list_of_models():
 
 
 def test_an_unknown_model_is_refused_naming_the_registered_ones(store):
-    with pytest.raises(QueryError, match="unknown model 'svd': choose one of item, user-knn, "
-                                         "tutorial, popular"):
+    with pytest.raises(QueryError, match="unknown model 'svd': choose one of blend, item, "
+                                         "user-knn, tutorial, popular"):
         recommend.recommend(store, MATRIX_FANS, model="svd")
 
 
 def test_the_default_for_a_new_person_is_the_first_registered_model_in_the_data(store):
-    assert recommend.default_model(store) == "item"
-    assert recommend.recommend(store, MATRIX_FANS).model == "item"
+    assert recommend.default_model(store) == "blend"
+    assert recommend.recommend(store, MATRIX_FANS).model == "blend"
 
 
 def test_no_ratings_get_the_most_rated_movies_whatever_the_default(store, ml1m):

@@ -88,8 +88,8 @@ def test_title_search_and_movie_lookup(api):
         ({"ratings": {"999999": 1}}, 422, "unknown movie id: 999999", "ratings"),
         ({"ratings": {}, "limit": 0}, 422, "limit: Input should be greater than or equal to 1",
          "limit"),
-        ({"ratings": {}, "model": "svd"}, 422, "model: Input should be 'item', 'user-knn', "
-         "'tutorial' or 'popular'", "model"),
+        ({"ratings": {}, "model": "svd"}, 422, "model: Input should be 'blend', 'item', "
+         "'user-knn', 'tutorial' or 'popular'", "model"),
         ({"ratings": {"abc": 1}}, 422, "ratings: movie id 'abc' is not an integer in "
          "0..4294967295", "ratings"),
         ({"ratings": {"1": 1}, "limit": 0}, 422, "limit: Input should be greater than or equal "
@@ -379,30 +379,29 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, ml1m_prepared):
 # --- models, filters, explanations ------------------------------------------------------------
 
 
-def test_models_lists_the_learned_item_model_first_as_the_default(api):
+def test_models_lists_the_default_for_new_people_first(api):
     r = api.client.get("/models")
     assert r.status_code == 200
     body = r.json()
-    assert body["default"] == "item"
-    assert [m["name"] for m in body["models"]] == ["item", "user-knn", "tutorial", "popular"]
+    assert body["default"] == "blend"
+    assert [m["name"] for m in body["models"]] == ["blend", "item", "user-knn", "tutorial", "popular"]
     assert body["liked_stars"] == 3.0
 
 
-def test_default_model_is_the_item_model_and_explains_with_the_persons_movies(api):
+def test_default_model_is_blend_and_explains_every_answer(api):
     body = {"ratings": {"2571": 1, "260": 1, "1196": 1, "296": -1}, "limit": 5}
     r = api.client.post("/recommendations", json=body)
     assert r.status_code == 200
     answer = r.json()
-    assert answer["model"] == "item"
-    assert answer["neighbors"] == 0
+    assert answer["model"] == "blend"
+    assert answer["neighbors"] == 50
     ids = [i["movie_id"] for i in answer["items"]]
     assert len(ids) == 5 and not {2571, 260, 1196, 296} & set(ids)
     scores = [i["score"] for i in answer["items"]]
     assert scores == sorted(scores, reverse=True) and scores[-1] > 0
     for item in answer["items"]:
         why = item["why"]
-        assert why["text"].startswith("because you liked ")
-        assert why["movies"] and set(why["movies"]) <= {2571, 260, 1196}
+        assert why["text"] and set(why["parts"]) == {"popularity", "item", "neighbors"}
 
 
 def test_user_knn_explains_with_the_similar_users(api):

@@ -182,9 +182,66 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.evaluate import main as evaluate_main
+    from movierec import evaluate, movielens
 
-    return evaluate_main(args, settings)
+    name = args.dataset or settings.movielens_dataset
+    folder = movielens.dataset_folder(settings, name, args.data, progress=_progress())
+    started = time.perf_counter()
+    dataset = movielens.load(Path(folder), name)
+    if args.protocol == "new-people":
+        return _evaluate_new_people(args, dataset, started)
+    if (args.seeds or 1) > 1:
+        return _evaluate_seeds(args, dataset, started)
+    split = evaluate.prepare_split(dataset.user_ids, dataset.movie_ids, dataset.ratings)
+    results, info = evaluate.evaluate_all(dataset, split, quick=args.quick, progress=_progress())
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    notes = evaluate.run_notes(info)
+    print(notes[0])
+    print(evaluate.format_table(results))
+    for line in notes[1:]:
+        print(line)
+    if args.output is not None:
+        evaluate.write_results(results, args.output, split, notes=notes)
+        print(f"wrote {args.output / 'results.json'} and {args.output / 'results.md'}")
+    return 0
+
+
+def _evaluate_new_people(args: argparse.Namespace, dataset, started: float) -> int:
+    from movierec.evaluate import newpeople, report
+
+    seeds = tuple(range(1, (args.seeds or len(newpeople.SEEDS)) + 1))
+    results, withheld, info = newpeople.evaluate_new_people(
+        dataset, seeds=seeds, people=args.people, quick=args.quick, progress=_progress())
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    notes = report.people_notes(info)
+    print(notes[0])
+    print(report.format_people_table(results))
+    if args.output is not None:
+        paths = report.write_people_results(
+            results, withheld, args.output, notes=notes,
+            title=f"{dataset.name}: new people, recall@20 against ratings given")
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _evaluate_seeds(args: argparse.Namespace, dataset, started: float) -> int:
+    from movierec.evaluate import SEED, report, served
+
+    seeds = [SEED + s for s in range(args.seeds)]
+    runs = served.evaluate_seeds(dataset, seeds, quick=args.quick, progress=_progress())
+    summary = served.seed_summary(runs)
+    text = report.format_seeds_markdown(summary)
+    print(f"{dataset.name}: existing users over split seeds {', '.join(map(str, seeds))} "
+          f"({time.perf_counter() - started:.0f} s in all)")
+    print(text)
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        (args.output / "seeds.json").write_text(json.dumps(
+            {"seeds": seeds, "ndcg@10": summary,
+             "runs": [[r.row() for r in run] for run in runs]}, indent=2) + "\n")
+        (args.output / "seeds.md").write_text(text)
+        print(f"wrote {args.output / 'seeds.json'} and {args.output / 'seeds.md'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--output", type=Path, default=None, help="write results.json/results.md here")
     p.add_argument("--quick", action="store_true", help="fewer parameter settings")
+    p.add_argument("--protocol", choices=["existing", "new-people"], default="existing",
+                   help="existing: dataset users with 80%% of their ratings (default); "
+                   "new-people: people held out of the store, each giving k ratings")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="random seeds to average over (existing: 1, each seed a full run; "
+                   "new-people: 3)")
+    p.add_argument("--people", type=int, default=300, metavar="N",
+                   help="new-people: people held out per seed, half validation, half test")
     p.set_defaults(func=cmd_evaluate)
     return parser
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from movierec.errors import QueryError
 from movierec.meta import IngestMeta
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
+from movierec.models.blend import BlendModel
 from movierec.models.item import ItemModel
 from movierec.models.popular import PopularModel
 from movierec.models.tutorial import TutorialModel
@@ -89,6 +90,7 @@ def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
 
 REGISTRY = Registry(
     [
+        BlendModel(),
         ItemModel(),
         UserKnnModel(),
         TutorialModel(),

@@ -81,6 +81,8 @@ class Why(BaseModel):
     neighbors: int | None = None
     mean_rating: float | None = None
     movies: list[int] | None = None
+    # blend: each part's contribution to the score (popularity, item, neighbors)
+    parts: dict[str, float] | None = None
 
 
 class ModelInfo(BaseModel):
