@@ -51,6 +51,8 @@ class MovieCatalog:
         for row, m in enumerate(movies):
             for g in m.genres:
                 self._genre_matrix[row, column[g]] = True
+        self._row_of: np.ndarray | None = None
+        self._by_id: dict[int, Movie] | None = None
 
     @classmethod
     def from_payloads(cls, payloads: list[dict]) -> MovieCatalog:
@@ -89,11 +91,42 @@ class MovieCatalog:
         return ids[self.positions(ids) < 0].tolist()
 
     def get(self, movie_id: int) -> Movie | None:
-        pos = self.positions(np.array([movie_id]))[0]
-        return None if pos < 0 else self._movies[pos]
+        if self._by_id is None:
+            self._by_id = {m.movie_id: m for m in self._movies}
+        return self._by_id.get(int(movie_id))
 
     def take(self, movie_ids) -> list[Movie]:
         return [self._movies[p] for p in self.positions(np.asarray(movie_ids)) if p >= 0]
+
+    def row_of(self, movie_ids: np.ndarray) -> np.ndarray:
+        """Like `positions`, by one lookup in a table indexed by movie id (built once): for the
+        many-id lookups of an answer that works over the whole catalog."""
+        if self._row_of is None:
+            table = np.full(int(self.ids.max()) + 1 if self.ids.size else 0, -1, dtype=np.int64)
+            table[self.ids] = np.arange(self.ids.size)
+            self._row_of = table
+        ids = np.asarray(movie_ids, dtype=np.int64)
+        if not ids.size:
+            return np.zeros(0, dtype=np.int64)
+        if ids.min() >= 0 and ids.max() < self._row_of.size:
+            return self._row_of[ids]
+        inside = (ids >= 0) & (ids < self._row_of.size)
+        return np.where(inside, self._row_of[np.where(inside, ids, 0)], -1)
+
+    def mask(self, genres=(), year_min=None, year_max=None) -> np.ndarray:
+        """`allowed` for every movie of the catalog, in catalog order."""
+        ok = np.ones(len(self._movies), dtype=bool)
+        if genres:
+            columns = [self.genres.index(g) for g in genres if g in self.genres]
+            ok &= self._genre_matrix[:, columns].any(axis=1) if columns else False
+        if year_min is not None:
+            ok &= self._years >= year_min
+        if year_max is not None:
+            ok &= (self._years <= year_max) & (self._years >= 0)
+        return ok
+
+    def movie_at(self, row: int) -> Movie:
+        return self._movies[row]
 
     def allowed(self, movie_ids, genres=(), year_min=None, year_max=None) -> np.ndarray:
         """Mask of the movies that have one of `genres` (if any) and a year in the range."""

@@ -17,8 +17,7 @@ from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
 from movierec.models.item import explanations, query_weight
-from movierec.models.neighbors import aggregate, similar_users
-from movierec.models.user_knn import liked_query
+from movierec.models.neighbors import nearest, ranges
 from movierec.store import MovieFilter, StoreReader
 from movierec.vectors import SparseVector
 
@@ -41,95 +40,100 @@ class BlendModel(Model):
         return {"liked_stars": schema.LIKED_STARS}
 
     def answer(self, store: StoreReader, person: Person, ask: Ask) -> Answer:
+        # Every part is scored over the whole catalog at once (catalog order, a few thousand
+        # floats): no candidate lists to merge, one array operation per step.
         p = ask.params
         meta = store.meta()
         catalog = store.catalog()
+        prior, mean = _prior(catalog, float(p["quality"]))
         signed = person.signed(meta.rating_stats)
-        movies = np.array(sorted(signed), dtype=np.int64)
-        sign = np.array([signed[m] for m in movies.tolist()])
-        excluded = np.union1d(person.movie_ids, np.asarray(ask.exclude, dtype=np.int64))
-        fetch = int(p["candidates"]) + ask.limit + len(excluded)
+        movies = np.fromiter(signed, dtype=np.int64, count=len(signed))
+        sign = np.fromiter(signed.values(), dtype=np.float64, count=len(signed))
+        order = np.argsort(movies)
+        movies, sign = movies[order], sign[order]
+        excluded = np.sort(person.movie_ids)
+        if ask.exclude:
+            excluded = np.union1d(excluded, np.asarray(ask.exclude, dtype=np.int64))
         mf = ask.movie_filter
+        allowed = catalog.mask(mf.genres, mf.year_min, mf.year_max) if mf.filters_movies \
+            else np.ones(len(catalog), dtype=bool)
+        rows = catalog.row_of(excluded)
+        allowed[rows[rows >= 0]] = False
+        fetch = int(p["candidates"]) + ask.limit + len(excluded)
+        # Without a payload filter the searches fetch more and the person's movies are dropped
+        # here (a must_not filter costs qdrant-edge a filtered scan); with one, all in the query.
         search = MovieFilter(tuple(excluded.tolist()), mf.genres, mf.year_min, mf.year_max) \
             if mf.filters_movies else MovieFilter()
-        ids, prior, order, mean = _prior(catalog, float(p["quality"]))
-        if mf.filters_movies:
-            ranked = ids[order[catalog.allowed(ids[order], mf.genres, mf.year_min, mf.year_max)]]
-        else:
-            ranked = ids[order[:fetch + len(excluded)]]
-        parts = [ranked[~np.isin(ranked, excluded)][:fetch]]
 
-        item_ids, item_scores = np.zeros(0, dtype=np.int64), np.zeros(0)
+        item = np.zeros(len(catalog))
         has_item = "item" in meta.models
         likes = movies[sign > 0]
+        item_found = 0
         if has_item and likes.size:
             weights = meta.models["item"].get("rating_weights")
             stars = person.stars(meta.rating_stats) if person.scale != "unit" else None
-            values = [query_weight(stars[m], "stars", weights) if stars else 1.0
-                      for m in likes.tolist()]
-            item_ids, item_scores = _search(store, SparseVector.checked(likes.tolist(), values),
-                                            fetch, search)
-            parts.append(item_ids)
+            values = np.array([query_weight(stars[m], "stars", weights) for m in likes.tolist()]
+                              if stars else np.ones(likes.size), dtype=np.float32)
+            # The ratings were checked (recommend.check_ratings): sorted unique ids.
+            ids, scores = store.similar_movie_ids(SparseVector(likes.astype(np.uint32), values),
+                                                  fetch, search)
+            item_found = ids.size
+            # Cut at its limit, the search bounds every movie it did not return by its last.
+            _place(item, catalog, ids, scores, floor=ids.size == fetch)
 
-        found, knn_ids, knn_scores, knn_raters = [], np.zeros(0, dtype=np.int64), None, None
+        knn = np.zeros(len(catalog))
+        raters = None
+        found = 0
         if p["knn_share"] and likes.size:
             # Likes only: with a dislike at -1, the people who liked it drop out of the
             # neighbours (measured: recall@20 lower at every k, most with few ratings).
-            found = similar_users(store, liked_query({m: 1.0 for m in likes.tolist()}),
-                                  int(p["neighbors"]), person.user_id,
-                                  using=schema.LIKED_VECTOR)
+            unit = np.full(likes.size, 1.0 / np.sqrt(likes.size), dtype=np.float32)
+            block, top, exact = nearest(store, SparseVector(likes.astype(np.uint32), unit),
+                                        int(p["neighbors"]), person.user_id,
+                                        using=schema.LIKED_VECTOR)
+            found = int(top.size)
             if found:
-                similarity = np.maximum(np.array([n.score for n in found]), 0.0)
-                c = aggregate(found, similarity**2,
-                              meta.rating_stats.z_at_least(schema.LIKED_STARS))
-                top = np.flatnonzero(c.scores > 0)
-                top = top[np.argsort(-c.scores[top], kind="stable")[:fetch]]
-                likers = aggregate(found, np.ones(len(found)),
-                                   meta.rating_stats.z_at_least(schema.LIKED_STARS)).scores
-                knn_ids, knn_scores, knn_raters = c.movies[top], c.scores[top], likers[top]
-                parts.append(knn_ids)
+                # Each neighbour adds similarity^2 to every movie they liked.
+                at = ranges(block.starts[top], block.stops[top])
+                liked = block.values[at] >= meta.rating_stats.z_at_least(schema.LIKED_STARS)
+                weight = np.repeat(np.maximum(exact[top], 0.0) ** 2, block.stops[top]
+                                   - block.starts[top])[liked]
+                row = catalog.row_of(block.indices[at][liked])
+                known = row >= 0
+                knn = np.bincount(row[known], weights=weight[known], minlength=len(catalog))
+                raters = np.bincount(row[known], minlength=len(catalog))
+                if knn.max() > 0:
+                    knn /= knn.max()
 
-        candidates = np.unique(np.concatenate(parts))
-        candidates = candidates[~np.isin(candidates, excluded) & (catalog.positions(candidates) >= 0)]
-        if mf.filters_movies:
-            candidates = candidates[catalog.allowed(candidates, mf.genres, mf.year_min,
-                                                    mf.year_max)]
-        item = _normalized(candidates, item_ids, item_scores, floor=len(item_ids) == fetch)
-        knn = _normalized(candidates, knn_ids, knn_scores)
         share = float(p["prior_ratings"]) / (float(p["prior_ratings"]) + len(person.ratings))
         knn_share = float(p["knn_share"]) if found else 0.0
-        if not item_ids.size and found:  # no item model (or no item answer): neighbours only
+        if not item_found and found:  # no item model (or no item answer): neighbours only
             knn_share = 1.0
-        contributions = np.stack([
-            share * prior[np.searchsorted(ids, candidates)],
-            (1 - share) * (1 - knn_share) * item,
-            (1 - share) * knn_share * knn,
-        ])
-        if p["mean_power"]:
-            # Every part times ((rating_mean - 1) / 4) ** mean_power: among movies the person
-            # would watch, the well-rated ones are the ones they are likely to like.
-            contributions = contributions * mean[np.searchsorted(ids, candidates)] ** float(
-                p["mean_power"])
-        score = contributions.sum(axis=0)
+        quality = mean ** float(p["mean_power"]) if p["mean_power"] else 1.0
+        # Every part times ((rating_mean - 1) / 4) ** mean_power: among movies the person
+        # would watch, the well-rated ones are the ones they are likely to like.
+        parts = ((share * quality) * prior, ((1 - share) * (1 - knn_share)) * quality * item,
+                 ((1 - share) * knn_share) * quality * knn)
+        score = parts[0] + parts[1] + parts[2]
         dislikes = movies[sign < 0]
-        if has_item and dislikes.size and p["dislike_weight"] and score.size:
+        if has_item and dislikes.size and p["dislike_weight"] and allowed.any():
             # Movies most like the disliked ones lose up to dislike_weight of the best score.
-            near_ids, near = _search(store, SparseVector.checked(dislikes.tolist(),
-                                                                 [1.0] * dislikes.size),
-                                     fetch, search)
-            score = score - float(p["dislike_weight"]) * max(score.max(), 0.0) * _normalized(
-                candidates, near_ids, near)
-        best = np.lexsort((candidates, -score))[: ask.limit]
-        return Answer(self.name, len(found), _explained(
-            store, catalog, candidates[best], score[best], contributions[:, best],
-            likes, item_ids, found, knn_ids, knn_raters))
+            ids, near = store.similar_movie_ids(SparseVector(
+                dislikes.astype(np.uint32), np.ones(dislikes.size, dtype=np.float32)), fetch, search)
+            penalty = np.zeros(len(catalog))
+            _place(penalty, catalog, ids, near)
+            score -= float(p["dislike_weight"]) * max(score[allowed].max(), 0.0) * penalty
+        best = _best(np.where(allowed, score, -np.inf), catalog.ids, ask.limit)
+        lead = np.stack([part[best] for part in parts]).argmax(axis=0) if best.size else best
+        return Answer(self.name, found, _explained(
+            store, catalog, best, score[best], lead, [part[best] for part in parts], likes,
+            found, raters))
 
 
-def _prior(catalog: MovieCatalog, quality: float):
-    """Each movie's popularity prior in [0, 1]: its rating count over the largest, times
-    ((rating_mean - 1) / 4) ** quality (a well-rated movie is more likely liked than disliked),
-    scaled so the best is 1; with the catalog's ids, their order by prior (ties by id) and
-    (rating_mean - 1) / 4 itself."""
+def _prior(catalog: MovieCatalog, quality: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each movie's popularity prior in [0, 1], in catalog order: its rating count over the
+    largest, times ((rating_mean - 1) / 4) ** quality (a well-rated movie is more likely liked
+    than disliked), scaled so the best is 1; and (rating_mean - 1) / 4 itself."""
     cached = _PRIORS.setdefault(catalog, {})
     if quality not in cached:
         movies = catalog.take(catalog.ids)
@@ -138,63 +142,60 @@ def _prior(catalog: MovieCatalog, quality: float):
         mean = np.clip((means - 1.0) / 4.0, 0.0, 1.0)
         prior = counts * mean**quality
         prior /= max(prior.max(), 1e-12)
-        cached[quality] = (catalog.ids, prior, np.lexsort((catalog.ids, -prior)), mean)
+        cached[quality] = (prior, mean)
     return cached[quality]
 
 
-def _search(store: StoreReader, query: SparseVector, limit: int,
-            search: MovieFilter) -> tuple[np.ndarray, np.ndarray]:
-    """The movies' item-vector search: (ids sorted, scores)."""
-    hits = store.similar_movies(query, limit, search)
-    ids = np.array([h.movie_id for h in hits], dtype=np.int64)
-    scores = np.array([h.score for h in hits], dtype=np.float64)
-    order = np.argsort(ids)
-    return ids[order], scores[order]
-
-
-def _normalized(candidates: np.ndarray, ids: np.ndarray, scores: np.ndarray | None,
-                floor: bool = False) -> np.ndarray:
-    """`scores` of `ids` placed on `candidates` and divided by the best positive one; others 0,
-    or (`floor`: the search was cut at its limit) the lowest score found, which bounds theirs."""
-    out = np.zeros(len(candidates))
-    if scores is None or not len(ids):
-        return out
+def _place(out: np.ndarray, catalog: MovieCatalog, ids: np.ndarray, scores: np.ndarray,
+           floor: bool = False) -> None:
+    """`scores` of `ids` written into `out` (catalog order), divided by the best positive one;
+    with `floor` (the search was cut at its limit), every other movie gets the lowest score
+    found, which bounds theirs."""
+    if not ids.size:
+        return
     scale = scores.max() if scores.max() > 0 else 1.0
     if floor:
         out[:] = max(scores.min(), 0.0) / scale
-    order = np.argsort(ids)
-    ids, scores = ids[order], scores[order]
-    pos = np.minimum(np.searchsorted(ids, candidates), len(ids) - 1)
-    hit = ids[pos] == candidates
-    out[hit] = scores[pos[hit]] / scale
-    return out
+    rows = catalog.row_of(ids)
+    known = rows >= 0
+    out[rows[known]] = scores[known] / scale
 
 
-def _explained(store, catalog, movie_ids, scores, contributions, likes, item_ids, found,
-               knn_ids, knn_raters) -> list[Recommendation]:
+def _best(score: np.ndarray, ids: np.ndarray, limit: int) -> np.ndarray:
+    """The rows of the `limit` best finite scores, best first, ties by movie id."""
+    finite = np.flatnonzero(np.isfinite(score))
+    if finite.size > limit:
+        # Everything at least as good as the limit-th score, ties included, then the order.
+        kth = np.partition(score[finite], finite.size - limit)[finite.size - limit]
+        finite = finite[score[finite] >= kth]
+    return finite[np.lexsort((ids[finite], -score[finite]))][:limit]
+
+
+def _explained(store, catalog, best, scores, lead, parts, likes, found, raters
+               ) -> list[Recommendation]:
     """Each answer explained by its largest part: popular, the person's liked movies that
     pulled it up (item model), or how many of the similar users liked it."""
-    lead = contributions.argmax(axis=0)
-    by_item = [int(m) for m, part in zip(movie_ids, lead) if part == 1]
-    vectors = store.movie_vectors(by_item) if by_item else {}
-    query = SparseVector.checked(likes.tolist(), [1.0] * likes.size) if likes.size else None
-    item_whys = dict(zip(by_item, explanations(catalog, query, [vectors.get(m) for m in by_item])
-                         if query is not None else []))
-    raters = dict(zip(knn_ids.tolist(), (knn_raters if knn_raters is not None else [])))
+    movie_ids = catalog.ids[best]
+    by_item = [int(m) for m, part in zip(movie_ids.tolist(), lead.tolist()) if part == 1]
+    query = SparseVector(likes.astype(np.uint32), np.ones(likes.size, dtype=np.float32)) \
+        if likes.size else None
+    item_whys = {}
+    if by_item and query is not None:
+        vectors = store.movie_vectors(by_item)
+        item_whys = dict(zip(by_item, explanations(catalog, query,
+                                                   [vectors.get(m) for m in by_item])))
+    liked_by = raters[best].tolist() if raters is not None else [0] * len(best)
     out = []
-    for movie_id, score, part, shares in zip(movie_ids.tolist(), scores.tolist(), lead.tolist(),
-                                             contributions.T.tolist()):
-        movie = catalog.get(movie_id)
-        if movie is None:
-            continue
+    for row, movie_id, score, part, shares, n in zip(
+            best.tolist(), movie_ids.tolist(), scores.tolist(), lead.tolist(),
+            np.stack(parts).T.tolist() if len(best) else [], liked_by):
+        movie = catalog.movie_at(row)
         why: dict = {"parts": {"popularity": round(shares[0], 4), "item": round(shares[1], 4),
                                "neighbors": round(shares[2], 4)}}
-        if part == 1 and query is not None:
+        if part == 1:
             why.update(item_whys.get(movie_id, {}))
-        if part == 2 or (part == 1 and not why.get("text")):
-            if movie_id in raters:
-                why["text"] = (f"liked by {int(raters[movie_id])} of your {len(found)} most "
-                               "similar users")
+        if (part == 2 or (part == 1 and not why.get("text"))) and n:
+            why["text"] = f"liked by {int(n)} of your {found} most similar users"
         if not why.get("text"):
             mean = "" if movie.rating_mean is None else f", {movie.rating_mean:.2g} stars on average"
             why["text"] = f"popular: rated by {movie.rating_count:,} people{mean}"

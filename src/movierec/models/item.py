@@ -119,29 +119,39 @@ def query_weight(rating: float, scale: str, rating_weights: Mapping[str, float] 
 def explanations(catalog: MovieCatalog, query: SparseVector,
                  vectors: list[SparseVector | None]) -> list[dict]:
     """For each answer, which of the person's movies pulled it up most (their share of its
-    score): the weight of each rated movie in each answer's vector, all found by one binary
-    search over the answers' vectors laid end to end (sorted indices, offset per answer)."""
+    score): the weight of each rated movie in each answer's vector, found by a binary search of
+    the rated movies in each answer's (sorted) indices."""
     empty = {"text": "", "movies": []}
-    rows = [k for k, v in enumerate(vectors) if v is not None and len(v)]
     out = [dict(empty) for _ in vectors]
-    if not rows or not len(query):
-        return out
-    span = np.int64(1) << 32  # > every index: answer k's indices live in [k * span, (k+1) * span)
-    laid = np.concatenate([vectors[k].indices.astype(np.int64) + k * span for k in rows])
-    values = np.concatenate([vectors[k].values for k in rows])
-    keys = (np.asarray(rows, dtype=np.int64)[:, None] * span
-            + query.indices.astype(np.int64)[None, :])  # (answers, rated movies)
-    pos = np.minimum(np.searchsorted(laid, keys), laid.size - 1)
     # Only liked movies with a positive weight "pulled it up" (a dislike can push others up too,
     # through a negative weight, but "because you disliked" reads as nonsense).
-    liked = (laid[pos] == keys) & (query.values > 0)[None, :]
-    contribution = np.where(liked, query.values.astype(np.float64)[None, :] * values[pos], 0.0)
+    liked = query.values > 0
+    movies, values = query.indices[liked], query.values[liked].astype(np.float64)
+    if not movies.size:
+        return out
+    rows = [k for k, v in enumerate(vectors) if v is not None and len(v)]
+    if not rows:
+        return out
+    # (answers, liked movies): each answer's weight from each liked movie, 0 where it has none.
+    weight = np.zeros((len(rows), movies.size))
+    for r, k in enumerate(rows):
+        indices = vectors[k].indices
+        pos = np.minimum(np.searchsorted(indices, movies), indices.size - 1)
+        weight[r] = np.where(indices[pos] == movies, vectors[k].values[pos], 0.0)
+    contribution = weight * values
     order = np.argsort(-contribution, axis=1, kind="stable")[:, :3]  # ties: lower movie id
-    best = np.take_along_axis(contribution, order, axis=1) > 0
-    tops = [query.indices[order[row][best[row]]].tolist() for row in range(len(rows))]
-    titles = {m.movie_id: m.title for m in catalog.take(sorted({m for top in tops for m in top}))}
-    for k, top in zip(rows, tops):
-        named = [titles[m] for m in top if m in titles]
+    pulled = contribution[np.arange(len(rows))[:, None], order] > 0
+    ids = movies[order].tolist()
+    titles = {}
+    for k, top, keep in zip(rows, ids, pulled.tolist()):
+        top = [m for m, ok in zip(top, keep) if ok]
+        named = []
+        for m in top:
+            if m not in titles:
+                movie = catalog.get(m)
+                titles[m] = movie.title if movie is not None else None
+            if titles[m] is not None:
+                named.append(titles[m])
         if named:
             out[k] = {"text": "because you liked " + _joined(named), "movies": top}
     return out

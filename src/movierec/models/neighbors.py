@@ -26,7 +26,21 @@ def similar_users(
     exclude_user: int | None = None,
     using: str = schema.RATINGS_VECTOR,
 ) -> list[Neighbor]:
-    """The top `neighbors` users by dot product, in a canonical order.
+    """The top `neighbors` users by dot product, in a canonical order (see `nearest`), as one
+    Neighbor each."""
+    block, rows, exact = nearest(store, query, neighbors, exclude_user, using)
+    return block.neighbors(rows.tolist(), exact) if rows.size else []
+
+
+def nearest(
+    store: StoreReader,
+    query: SparseVector,
+    neighbors: int,
+    exclude_user: int | None = None,
+    using: str = schema.RATINGS_VECTOR,
+) -> tuple[NeighborBlock, np.ndarray, np.ndarray]:
+    """The top `neighbors` users by dot product, in a canonical order, as arrays: the block of
+    users searched, the neighbours' rows of it (best first) and every row's exact score.
 
     Equal dot products are common (few query movies, five rating values), and engines order
     ties differently; so a few extra users are fetched, each similarity is recomputed exactly
@@ -36,8 +50,7 @@ def similar_users(
     When even the last user fetched may tie with the last neighbour, a second search asks the
     engine for everyone who can (a score threshold just under the boundary, at most
     MAX_TIE_FETCH users): a one-movie query ties thousands of users, and this costs one more
-    search where growing the limit cost up to four. The users stay one block of arrays; only
-    the answer's neighbours become objects.
+    search where growing the limit cost up to four. The users stay one block of arrays.
     """
     threshold = None
     if using == schema.LIKED_VECTOR:
@@ -45,7 +58,7 @@ def similar_users(
     fetch = neighbors + max(5, neighbors // 4)
     block = store.similar_users_block(query, fetch, exclude_user, using=using)
     if not len(block):
-        return []
+        return block, np.zeros(0, dtype=np.int64), np.zeros(0)
     exact = _exact_scores(query, block, threshold)
     order = np.lexsort((block.user_ids, -exact))
     if len(block) >= fetch and len(block) > neighbors:
@@ -58,7 +71,14 @@ def similar_users(
                                               score_threshold=floor)
             exact = _exact_scores(query, block, threshold)
             order = np.lexsort((block.user_ids, -exact))
-    return block.neighbors(order[:neighbors].tolist(), exact)
+    return block, order[:neighbors], exact
+
+
+def ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """The positions starts[k]:stops[k] of every k, laid end to end (one gather, no loop)."""
+    lengths = stops - starts
+    total = int(lengths.sum())
+    return np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
 
 
 def _exact_scores(query: SparseVector, block: NeighborBlock, threshold: float | None):
@@ -70,8 +90,7 @@ def _exact_scores(query: SparseVector, block: NeighborBlock, threshold: float | 
     if threshold is None and len(block) * query.indices.size * 16 < int(lengths.sum()):
         return _exact_scores_searched(query, block)
     row = np.repeat(np.arange(len(block)), lengths)
-    at = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths - block.starts,
-                                                   lengths)
+    at = ranges(block.starts, block.stops)
     indices = block.indices[at]
     values = block.values[at].astype(np.float64)
     if threshold is not None:
@@ -80,10 +99,22 @@ def _exact_scores(query: SparseVector, block: NeighborBlock, threshold: float | 
         # As vectors.liked_vectors stored them: computed in float64, kept as float32.
         scale = (1.0 / np.sqrt(np.maximum(per_row, 1))).astype(np.float32).astype(np.float64)
         values = np.where(liked, scale[row], 0.0)
+    return np.bincount(row, weights=query_values_at(query, indices) * values,
+                       minlength=len(block))
+
+
+def query_values_at(query: SparseVector, indices: np.ndarray) -> np.ndarray:
+    """The query's value at each of `indices` (0 where it has none), in float64: one lookup in
+    a table by movie id while that table is small next to `indices`, else a binary search."""
+    if not query.indices.size:
+        return np.zeros(indices.size)
+    top = int(query.indices[-1]) + 1
+    if top <= 4 * indices.size + 4096:
+        table = np.zeros(top)
+        table[query.indices] = query.values
+        return np.where(indices < top, table[np.minimum(indices, top - 1)], 0.0)
     pos = np.minimum(np.searchsorted(query.indices, indices), query.indices.size - 1)
-    hit = query.indices[pos] == indices
-    terms = np.where(hit, query.values[pos].astype(np.float64) * values, 0.0)
-    return np.bincount(row, weights=terms, minlength=len(block))
+    return np.where(query.indices[pos] == indices, query.values[pos].astype(np.float64), 0.0)
 
 
 def _exact_scores_searched(query: SparseVector, block: NeighborBlock):
@@ -125,13 +156,16 @@ class Candidates:
     z_sum: np.ndarray  # sum of those neighbours' z-scored ratings
 
 
-def aggregate(neighbors: list[Neighbor], weights: np.ndarray | None = None,
+def aggregate(block: NeighborBlock, rows: np.ndarray, weights: np.ndarray | None = None,
               threshold: float | None = None) -> Candidates:
-    """Per movie: the neighbours' summed z-scores (the tutorial's score) and how many rated it;
-    with `weights` (user-knn), the score is instead the sum of the weights of the neighbours
-    who liked it (z-score >= threshold)."""
-    indices = np.concatenate([n.vector.indices for n in neighbors]).astype(np.int64)
-    values = np.concatenate([n.vector.values for n in neighbors]).astype(np.float64)
+    """Per movie: the summed z-scores of the neighbours (`rows` of the block, in that order:
+    the tutorial's score) and how many rated it; with `weights` (one per row; user-knn), the
+    score is instead the sum of the weights of the neighbours who liked it (z-score >=
+    threshold)."""
+    starts, stops = block.starts[rows], block.stops[rows]
+    at = ranges(starts, stops)
+    indices = block.indices[at].astype(np.int64)
+    values = block.values[at].astype(np.float64)
     top = int(indices.max()) + 1 if indices.size else 0
     if indices.size and top <= DENSE_RANGE_FACTOR * indices.size:
         # Movie ids are dense (ml-1m: 3,952 for 3,706 movies): one bincount by id, no sort.
@@ -147,7 +181,7 @@ def aggregate(neighbors: list[Neighbor], weights: np.ndarray | None = None,
         size = movies.size
     if weights is None:
         return Candidates(movies, z_sum, raters, z_sum)
-    per_rating = np.repeat(weights, [len(n.vector) for n in neighbors])
+    per_rating = np.repeat(weights, stops - starts)
     liked = np.where(values >= threshold, per_rating, 0.0)
     scores = np.bincount(slot, weights=liked, minlength=size)
     if size != movies.size:
@@ -162,7 +196,9 @@ def movie_scores(
     movies removed, top `limit`; ties broken by movie id, so every store gives the same order."""
     if not neighbors:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    c = aggregate(neighbors, None, None)
+    block = NeighborBlock.of([n.user_id for n in neighbors], [n.score for n in neighbors],
+                             [n.vector for n in neighbors])
+    c = aggregate(block, np.arange(len(block)))
     keep = ~np.isin(c.movies, exclude)
     movies, scores = c.movies[keep], c.scores[keep]
     top = np.lexsort((movies, -scores))[:limit]
@@ -173,7 +209,7 @@ def _stars(z: float, stats: RatingStats) -> float:
     return round(float(z * stats.std + stats.mean), 2)
 
 
-def recommendations(store: StoreReader, found: list[Neighbor], c: Candidates,
+def recommendations(store: StoreReader, found: int, c: Candidates,
                     excluded: np.ndarray, limit: int, movie_filter: MovieFilter,
                     positive_only: bool = False) -> list[Recommendation]:
     """The best `limit` candidates not excluded and passing the filters (ties by movie id), each
@@ -196,7 +232,7 @@ def recommendations(store: StoreReader, found: list[Neighbor], c: Candidates,
         raters = int(c.raters[k])
         mean = _stars(c.z_sum[k] / raters, stats)
         why = {
-            "text": f"rated by {raters} of your {len(found)} most similar users, "
+            "text": f"rated by {raters} of your {found} most similar users, "
                     f"{mean:g} stars on average",
             "neighbors": raters,
             "mean_rating": mean,

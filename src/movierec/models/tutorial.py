@@ -9,7 +9,7 @@ import numpy as np
 
 from movierec import schema
 from movierec.models.base import Answer, Ask, Model, Person
-from movierec.models.neighbors import aggregate, recommendations, similar_users
+from movierec.models.neighbors import aggregate, nearest, recommendations
 from movierec.store import StoreReader
 from movierec.vectors import query_vector
 
@@ -32,11 +32,11 @@ class TutorialModel(Model):
 
     def answer(self, store: StoreReader, person: Person, ask: Ask) -> Answer:
         query = query_vector(person.zscores(store.meta().rating_stats))
-        found = similar_users(store, query, ask.params["neighbors"], person.user_id)
-        if not found:
+        block, rows, _ = nearest(store, query, ask.params["neighbors"], person.user_id)
+        if not rows.size:
             return Answer(self.name, 0, [])
         excluded = np.union1d(query.indices.astype(np.int64),
                               np.asarray(ask.exclude, dtype=np.int64))
-        items = recommendations(store, found, aggregate(found), excluded, ask.limit,
+        items = recommendations(store, rows.size, aggregate(block, rows), excluded, ask.limit,
                                 ask.movie_filter)
-        return Answer(self.name, len(found), items)
+        return Answer(self.name, int(rows.size), items)

@@ -10,7 +10,7 @@ import numpy as np
 from movierec import schema
 from movierec.errors import QueryError
 from movierec.models.base import Answer, Ask, Model, Person
-from movierec.models.neighbors import aggregate, recommendations, similar_users
+from movierec.models.neighbors import aggregate, nearest, recommendations
 from movierec.store import StoreReader
 from movierec.vectors import RatingStats, SparseVector, UserVectors, liked_vectors, query_vector
 
@@ -32,17 +32,17 @@ class UserKnnModel(Model):
     def answer(self, store: StoreReader, person: Person, ask: Ask) -> Answer:
         stats = store.meta().rating_stats
         query = liked_query(person.signed(stats))
-        found = similar_users(store, query, ask.params["neighbors"], person.user_id,
-                              using=schema.LIKED_VECTOR)
-        if not found:
+        block, rows, exact = nearest(store, query, ask.params["neighbors"], person.user_id,
+                                     using=schema.LIKED_VECTOR)
+        if not rows.size:
             return Answer(self.name, 0, [])
-        similarity = np.maximum(np.array([n.score for n in found]), 0.0)
-        c = aggregate(found, similarity ** float(ask.params["knn_power"]),
+        similarity = np.maximum(exact[rows], 0.0)
+        c = aggregate(block, rows, similarity ** float(ask.params["knn_power"]),
                       stats.z_at_least(schema.LIKED_STARS))
         excluded = np.union1d(query.indices.astype(np.int64), np.asarray(ask.exclude, dtype=np.int64))
-        items = recommendations(store, found, c, excluded, ask.limit, ask.movie_filter,
+        items = recommendations(store, int(rows.size), c, excluded, ask.limit, ask.movie_filter,
                                 positive_only=True)  # only movies some neighbour liked
-        return Answer(self.name, len(found), items)
+        return Answer(self.name, int(rows.size), items)
 
 
 def liked_query(signed: dict[int, float]) -> SparseVector:

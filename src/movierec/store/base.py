@@ -175,6 +175,14 @@ class StoreReader(ABC):
     ) -> list[ScoredMovie]:
         """Top movies by dot product of `query` with their item-model vectors, filtered."""
 
+    def similar_movie_ids(
+        self, query: SparseVector, limit: int, movie_filter: MovieFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """similar_movies as two arrays, best first: movie ids (int64) and scores (float64)."""
+        hits = self.similar_movies(query, limit, movie_filter)
+        return (np.array([h.movie_id for h in hits], dtype=np.int64),
+                np.array([h.score for h in hits], dtype=np.float64))
+
     @abstractmethod
     def movie_vectors(self, movie_ids: list[int]) -> dict[int, SparseVector]:
         """The item-model vectors of these movies (those that have one)."""

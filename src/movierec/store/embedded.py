@@ -357,7 +357,7 @@ class EmbeddedReader(StoreReader):
                                            with_vector=[schema.ITEM_VECTOR])
         return named_vectors(records, schema.ITEM_VECTOR)
 
-    def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
+    def _movie_search(self, query, limit, movie_filter, with_vectors: bool) -> list:
         live = self._live()
         request = qe.QueryRequest(
             limit=limit,
@@ -367,7 +367,15 @@ class EmbeddedReader(StoreReader):
             filter=_movie_filter(movie_filter),
         )
         with self._mutex:
-            points = live.movies.query(request)
+            return live.movies.query(request)
+
+    def similar_movie_ids(self, query, limit, movie_filter) -> tuple[np.ndarray, np.ndarray]:
+        points = self._movie_search(query, limit, movie_filter, False)
+        return (np.fromiter((p.id for p in points), dtype=np.int64, count=len(points)),
+                np.fromiter((p.score for p in points), dtype=np.float64, count=len(points)))
+
+    def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
+        points = self._movie_search(query, limit, movie_filter, with_vectors)
         if not with_vectors:
             return [ScoredMovie(int(p.id), float(p.score)) for p in points]
         out = []
