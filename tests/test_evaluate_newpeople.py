@@ -137,3 +137,51 @@ def test_a_small_run_tunes_on_validation_people_and_reports_test_people(tmp_path
     assert rows[0]["k"] == [1, 5] and "dislikes_withheld" in rows[0]
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![recall@20 against k](recall_vs_k.png)" in paths[1].read_text()
+
+
+def _curve(recall: list[float], disliked: list[float]) -> newpeople.Curve:
+    """One person's curve at k = 1, 5 with these metrics."""
+    return newpeople.Curve(np.array([1, 5]), np.array(recall), np.zeros(2), np.array(disliked),
+                           np.zeros(2, dtype=np.int64), ks=(1, 5))
+
+
+def test_each_count_takes_the_best_recall_that_recommends_no_more_disliked_than_popularity():
+    a = ({"schedule": ((1, 0.1, 0.5, 1.0),)}, _curve([0.40, 0.50], [0.30, 0.20]))
+    b = ({"schedule": ((1, 0.3, 0.5, 1.0),)}, _curve([0.38, 0.49], [0.20, 0.24]))
+    c = ({"schedule": ((1, 0.6, 0.9, 2.0),)}, _curve([0.35, 0.30], [0.10, 0.10]))
+    tuning = [a, b, c]
+    # k=1, popularity 0.25: a recommends more disliked movies; b is the best of the rest, and
+    # 0.02 under popularity (c is safer but costs 0.03 of recall, more than SAFETY_RECALL)
+    assert newpeople._chosen_at(tuning, 0, 0.25) == b[0]
+    # k=5, popularity 0.21: a is fine but within the margin; b is over popularity; c is safe
+    # but costs 0.20 of recall: a
+    assert newpeople._chosen_at(tuning, 1, 0.21) == a[0]
+    # a safe setting within SAFETY_RECALL of the best wins over the best
+    d = ({"schedule": ((1, 0.2, 0.6, 1.0),)}, _curve([0.397, 0.5], [0.17, 0.2]))
+    assert newpeople._chosen_at([*tuning, d], 0, 0.31) == d[0]
+    # nobody under popularity: the best recall among those within 0.01 of the fewest disliked
+    e = ({"schedule": ((1, 0.2, 0.6, 1.0),)}, _curve([0.36, 0.5], [0.105, 0.2]))
+    assert newpeople._chosen_at([*tuning, e], 0, 0.05) == e[0]
+
+
+def test_the_default_is_tuned_at_each_count_and_tested_with_that_schedule():
+    ml100k = movielens.load(dataset_dir("ml-100k"), "ml-100k")
+    from movierec.models import REGISTRY
+
+    base = dict(REGISTRY.get("blend").params)
+    grid = [dict(base, schedule=((1, prior, 0.6, 1.0),)) for prior in (0.05, 0.6)]
+    blend = newpeople.PeopleModel("blend", lambda fold, **p: newpeople.served_ranker(
+        fold, "blend", **p), grid, by_count=True)
+    popularity = next(m for m in newpeople.people_models(quick=True) if m.name == "popularity")
+    results, withheld, _ = newpeople.evaluate_new_people(
+        ml100k, models=[blend, popularity], seeds=(1,), people=16, ks=(1, 5))
+    result = results[0]
+    assert [p for p, _ in result.tuning] == grid
+    schedule = result.params["schedule"]
+    assert [row[0] for row in schedule] == [1, 5]
+    assert all(tuple(row[1:]) in {(0.05, 0.6, 1.0), (0.6, 0.6, 1.0)} for row in schedule)
+    tuned_on = {p for _, c in result.tuning for p in c.person.tolist()}
+    assert not tuned_on & set(result.test.person.tolist())
+    text = report.format_people_markdown(results, withheld)
+    assert "blend's shares chosen at each k on validation people:" in text
+    assert "| k | blend recall@20 | best other |" in text

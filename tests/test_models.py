@@ -137,8 +137,17 @@ def test_no_ratings_get_the_most_rated_movies_whatever_the_default(store, ml1m):
     assert [r.movie.movie_id for r in excluded.items] == [1196, 1210, 480]
 
 
-def test_the_default_for_an_existing_user_is_the_tutorial(store):
-    assert recommend.recommend_for_user(store, 1).model == REGISTRY.for_users == "tutorial"
+def test_the_default_for_an_existing_user_is_the_best_for_them_the_item_model(store):
+    # the item model is the best served model on the existing-users protocol (README, Quality)
+    assert REGISTRY.for_users == ("item", "tutorial")
+    answer = recommend.recommend_for_user(store, 1, limit=10)
+    assert answer.model == "item" and len(answer.items) == 10
+    assert all(r.why["text"].startswith("because you liked ") for r in answer.items)
+
+
+def test_an_existing_user_gets_the_tutorial_where_the_item_model_is_not_ingested(ml1m_embedded):
+    assert "item" not in ml1m_embedded.meta().models
+    assert recommend.recommend_for_user(ml1m_embedded, 1).model == "tutorial"
 
 
 def test_an_unknown_user_is_not_found(store):

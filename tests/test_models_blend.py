@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from movierec import recommend
+from movierec.errors import QueryError
 from movierec.models import REGISTRY
+from movierec.models.blend import shares
 
 pytestmark = pytest.mark.ml1m
 
@@ -28,24 +30,43 @@ def test_blend_is_the_default_for_a_new_person(store):
     assert recommend.recommend(store, {2571: 5.0}, scale="stars").model == "blend"
 
 
-def test_one_rating_is_answered_mostly_by_the_prior_and_many_by_the_person(store):
+def test_the_schedule_gives_each_count_its_shares_interpolated_in_log_count():
+    schedule = ((1, 0.5, 0.8, 1.0), (10, 0.1, 0.4, 2.0))
+    assert shares(schedule, 1) == (0.5, 0.8, 1.0)
+    assert shares(schedule, 10) == (0.1, 0.4, 2.0)
+    # halfway in log(count) between 1 and 10: sqrt(10) ratings
+    prior, knn, power = shares(schedule, 3)
+    t = np.log(3) / np.log(10)
+    assert (prior, knn, power) == pytest.approx((0.5 - 0.4 * t, 0.8 - 0.4 * t, 1.0 + t))
+    assert shares(schedule, 0) == shares(schedule, 1)  # outside the rows: the nearest row
+    assert shares(schedule, 500) == (0.1, 0.4, 2.0)
+    for bad in ((), ((1, 1.5, 0.5, 1.0),), ((0, 0.5, 0.5, 1.0),), ((1, 0.5, 0.5),), "x"):
+        with pytest.raises(QueryError, match="schedule: rows of"):
+            shares(bad, 3)
+
+
+def test_the_prior_leads_with_one_rating_and_fades_as_ratings_are_added(store):
+    schedule = REGISTRY.get("blend").params["schedule"]
+    assert shares(schedule, 1)[0] > shares(schedule, 5)[0] > shares(schedule, 50)[0]
     one = recommend.recommend(store, {2571: 5.0}, limit=10, scale="stars", model="blend")
-    parts = _parts(one)
-    # prior share 2 / (2 + 1): popularity is the largest part of every answer
-    assert (parts[:, 0] > parts[:, 1:].sum(axis=1)).all()
-    popular = [r for r in one.items if r.why["text"].startswith("popular: rated by ")]
-    assert len(popular) == 10
     star_wars = {260: 5.0, 1196: 5.0, 1210: 4.0, 1198: 5.0, 2571: 5.0, 1240: 4.0, 589: 5.0,
                  1097: 4.0, 1270: 4.0, 2028: 4.0, 110: 4.0, 480: 4.0, 1580: 4.0, 1214: 5.0,
                  1200: 5.0, 541: 5.0, 1036: 4.0, 2916: 4.0, 1527: 3.0, 1291: 4.0}
     many = recommend.recommend(store, star_wars, limit=10, scale="stars", model="blend")
+    prior_of = [(_parts(a)[:, 0] / _parts(a).sum(axis=1)).mean() for a in (one, many)]
+    assert prior_of[0] > 3 * prior_of[1]
+    # With 20 ratings the person's own parts lead every answer, each explained by its leading
+    # part: the person's movies or the similar users.
     parts = _parts(many)
-    # prior share 2 / 22: the person's own parts lead
     assert (parts[:, 1:].sum(axis=1) > parts[:, 0]).all()
-    for r in many.items:  # each explained by its leading part: the person's movies or peers
+    for r in many.items:
         assert r.why["text"].startswith(("because you liked ", "liked by ")), r.why
         assert r.why["text"].endswith(" of your 50 most similar users") or "movies" in r.why
     assert many.neighbors == 50
+    for r in one.items:  # whichever part leads, it is named
+        lead = int(np.argmax([r.why["parts"][p] for p in ("popularity", "item", "neighbors")]))
+        assert r.why["text"].startswith(("popular: rated by ", "because you liked ",
+                                         "liked by ")[lead]), r.why
 
 
 def test_a_dislike_sinks_the_movies_most_like_it(store):

@@ -187,7 +187,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     name = args.dataset or settings.movielens_dataset
     folder = movielens.dataset_folder(settings, name, args.data, progress=_progress())
     started = time.perf_counter()
-    dataset = movielens.load(Path(folder), name)
+    # --data without --dataset: the folder names the dataset in the reports.
+    dataset = movielens.load(Path(folder), None if args.data and not args.dataset else name)
     if args.protocol == "new-people":
         return _evaluate_new_people(args, dataset, started)
     if (args.seeds or 1) > 1:
@@ -216,6 +217,7 @@ def _evaluate_new_people(args: argparse.Namespace, dataset, started: float) -> i
     notes = report.people_notes(info)
     print(notes[0])
     print(report.format_people_table(results))
+    print("\n".join(report.people_verdicts(results)))
     if args.output is not None:
         paths = report.write_people_results(
             results, withheld, args.output, notes=notes,

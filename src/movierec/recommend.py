@@ -122,7 +122,8 @@ def recommend_for_user(
 ) -> Answer:
     """For an existing user: their own ratings are the query; they are not their own neighbour,
     and the movies they rated are never answered."""
-    chosen = REGISTRY.resolve(model or REGISTRY.for_users, store.meta())
+    meta = store.meta()
+    chosen = REGISTRY.resolve(model or REGISTRY.users_default(meta), meta)
     ask = _ask(chosen, limit, movie_filter, (), {"neighbors": neighbors})
     vector = store.user_vector(user_id)
     if vector is None:

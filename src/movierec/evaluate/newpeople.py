@@ -178,7 +178,8 @@ class Curve:
         }
 
     def tuning_dict(self) -> dict[str, Any]:
-        return {f"recall@{RECALL_AT}": _rounded(self.at("recall")), "people": self.users}
+        return {f"recall@{RECALL_AT}": _rounded(self.at("recall")),
+                f"disliked@{DISLIKED_AT}": _rounded(self.at("disliked")), "people": self.users}
 
 
 def _rounded(values: np.ndarray) -> list[float | None]:
@@ -345,6 +346,7 @@ class PeopleModel:
     grid: Sequence[Mapping[str, Any]] = ({},)
     main_param: str | None = None
     engine: str = "qdrant"
+    by_count: bool = False  # tuned at each k (evaluate_by_count), not once for all k
 
 
 def _score(folds: Sequence[Fold], make: Callable[[Fold], RankPeople], role: str,
@@ -376,6 +378,63 @@ def evaluate_people_model(
     )
 
 
+def evaluate_by_count(
+    model: PeopleModel, folds: Sequence[Fold], *, ks: Sequence[int] = K_GIVEN,
+    progress: bool = False,
+) -> ModelResult:
+    """A model whose shares depend on how many ratings were given (blend's schedule): every
+    setting of the grid (one pair of shares each) scored on every seed's validation people; at
+    each k the setting with the best recall@20 among those recommending fewer disliked movies
+    than popularity does there (`_chosen_at`) gives that k's row; the schedule of those rows is
+    scored on the test people."""
+    import time
+
+    started = time.perf_counter()
+    if len(model.grid) == 1:
+        return evaluate_people_model(model, folds, ks=ks, progress=progress)
+    popular = _score(folds, popularity_ranker, "valid", False, ks).at("disliked")
+    tuning = []
+    for params in model.grid:
+        label = f"{model.name} {_row_label(params)} (valid)" if progress else False
+        tuning.append((dict(params), _score(folds, lambda fold, p=params: model.make(fold, **p),
+                                            "valid", label, ks)))
+    rows = []
+    for i, k in enumerate(ks):
+        rows.append((int(k), *_chosen_at(tuning, i, popular[i])["schedule"][0][1:]))
+    params = dict(model.grid[0], schedule=tuple(rows))
+    make = lambda fold: model.make(fold, **params)  # noqa: E731
+    valid = _score(folds, make, "valid", False, ks)
+    test = _score(folds, make, "test", f"{model.name} (test)" if progress else False, ks)
+    return ModelResult(model.name, params, test, valid, time.perf_counter() - started, None,
+                       tuning, model.engine)
+
+
+def _chosen_at(tuning: list[tuple[dict[str, Any], Curve]], i: int, popular: float
+               ) -> dict[str, Any]:
+    """At the i-th k: the setting with the best recall@20 among those recommending no more
+    disliked movies than popularity (`popular`); but one DISLIKED_MARGIN under popularity
+    instead when it costs at most SAFETY_RECALL of recall (validation and test people differ
+    by about that much in disliked@10). With none under popularity, the best recall among the
+    settings within 0.01 of the fewest disliked."""
+    def recall(pc):
+        return float(np.nan_to_num(pc[1].at("recall")[i], nan=-1.0))
+
+    disliked = [float(np.nan_to_num(c.at("disliked")[i], nan=np.inf)) for _, c in tuning]
+    fine = [pc for pc, d in zip(tuning, disliked) if d <= popular]
+    if not fine:
+        fewest = min(disliked)
+        return max((pc for pc, d in zip(tuning, disliked) if d <= fewest + 0.01), key=recall)[0]
+    best = max(fine, key=recall)
+    safe = [pc for pc, d in zip(tuning, disliked)
+            if d <= popular - DISLIKED_MARGIN and recall(pc) >= recall(best) - SAFETY_RECALL]
+    return max(safe, key=recall)[0] if safe else best[0]
+
+
+def _row_label(params: Mapping[str, Any]) -> str:
+    _, prior, knn, power = params["schedule"][0]
+    return f"prior share {prior:g}, similar users' share {knn:g}, mean power {power:g}"
+
+
 def dislikes_withheld(
     result: ModelResult, model: PeopleModel, folds: Sequence[Fold], *,
     ks: Sequence[int] = K_GIVEN,
@@ -392,11 +451,11 @@ def people_models(quick: bool = False) -> list[PeopleModel]:
 
     knn_grid = (dict(REGISTRY.get("user-knn").params),)
     blend = dict(REGISTRY.get("blend").params)
-    blend_grid = [dict(blend, prior_ratings=c, knn_share=a) for c in BLEND_PRIOR_RATINGS
-                  for a in BLEND_KNN_SHARES]
+    blend_grid = [dict(blend, schedule=((1, prior, knn, power),)) for power in BLEND_MEAN_POWERS
+                  for prior in BLEND_PRIOR_SHARES for knn in BLEND_KNN_SHARES]
     return [
         PeopleModel("blend", lambda fold, **p: served_ranker(fold, "blend", **p),
-                    [blend] if quick else blend_grid, "prior_ratings"),
+                    [blend] if quick else blend_grid, by_count=True),
         PeopleModel("tutorial", lambda fold: served_ranker(fold, "tutorial")),
         PeopleModel("user-knn", lambda fold, **p: served_ranker(fold, "user-knn", **p),
                     knn_grid if quick else USER_KNN_PEOPLE_GRID, "neighbors"),
@@ -409,10 +468,17 @@ def people_models(quick: bool = False) -> list[PeopleModel]:
 
 
 EASE_GRID = (200.0, 800.0, 3200.0)
-# The default's grid, tuned on validation people: how many ratings it takes for the person's
-# own part to weigh as much as the popularity prior, and the similar users' share of that part.
-BLEND_PRIOR_RATINGS = (2.0,)
-BLEND_KNN_SHARES = (0.5, 0.65)
+# The default's grid, tuned at each k on validation people (evaluate_by_count): the popularity
+# prior's share of the score, and the similar users' share of the personal parts (the item
+# model has the rest).
+BLEND_PRIOR_SHARES = (0.01, 0.05, 0.15, 0.33, 0.6)
+BLEND_KNN_SHARES = (0.4, 0.6, 0.75, 0.9)
+# ... and the power of its rating-mean factor (higher: fewer disliked answers, lower recall).
+BLEND_MEAN_POWERS = (1.0, 2.0)
+# On validation, the default's disliked@10 is kept this much under popularity's at each k
+# where that costs at most SAFETY_RECALL of recall@20 (see _chosen_at).
+DISLIKED_MARGIN = 0.02
+SAFETY_RECALL = 0.005
 # user-knn for new people: its served power, neighbours tuned (each setting costs a query per
 # person and k, and power 1 lost to 2 in every earlier run).
 USER_KNN_PEOPLE_GRID = tuple({"neighbors": n, "knn_power": 2.0} for n in (50, 100, 200))
@@ -447,7 +513,8 @@ def evaluate_new_people(
         built = time.perf_counter() - started
         results, withheld = [], {}
         for model in models:
-            result = evaluate_people_model(model, folds, ks=ks, progress=progress)
+            tune = evaluate_by_count if model.by_count else evaluate_people_model
+            result = tune(model, folds, ks=ks, progress=progress)
             withheld[model.name] = dislikes_withheld(result, model, folds, ks=ks)
             results.append(result)
     info = {

@@ -192,6 +192,15 @@ def format_people_markdown(results: Sequence[ModelResult], withheld: Mapping[str
         given, without = r.test.at("disliked"), withheld[r.model].at("disliked")
         out.append(f"| {r.model} | " + " | ".join(
             f"{a:.2f} / {b:.2f}" for a, b in zip(given, without)) + " |")
+    out += ["", f"{results[0].model} (the default) against every other model at each k:", ""]
+    out += people_verdicts(results)
+    schedule = results[0].params.get("schedule")
+    if schedule and len(schedule) > 1:
+        out += ["", f"{results[0].model}'s shares chosen at each k on validation people:", "",
+                "| k | prior's share | similar users' share of the rest | mean factor's power |",
+                "|---:|---:|---:|---:|"]
+        out += [f"| {row[0]:g} | " + " | ".join(f"{x:g}" for x in row[1:]) + " |"
+                for row in schedule]
     out += ["", "| model | engine | chosen on validation | time |", "|---|---|---|---:|"]
     for r in results:
         out.append(f"| {r.model} | {r.engine} | {format_params(r.params, _TABLE_HIDDEN)} | "
@@ -201,6 +210,29 @@ def format_people_markdown(results: Sequence[ModelResult], withheld: Mapping[str
         f"k={k}: {n}" for k, n in zip(ks, people)) + "."]
     out += [""] + [f"{line}\n" for line in notes] + [PEOPLE_PROTOCOL]
     return "\n".join(out) + "\n"
+
+
+def people_verdicts(results: Sequence[ModelResult]) -> list[str]:
+    """The default (the first result) against the others at each k, on test people: its
+    recall@20 against the best other model's (and popularity's), its disliked@10 against
+    popularity's. Markdown table lines."""
+    default, others = results[0], results[1:]
+    by_name = {r.model: r for r in results}
+    ks = default.test.ks
+    recall = default.test.at("recall")
+    disliked = default.test.at("disliked")
+    popular = by_name.get("popularity")
+    out = [f"| k | {default.model} recall@20 | best other | at least as good | "
+           f"{default.model} disliked@10 | popularity disliked@10 | no higher |",
+           "|---:|---:|---|---|---:|---:|---|"]
+    for i, k in enumerate(ks):
+        values = [(r.test.at("recall")[i], r.model) for r in others]
+        best, name = max(values, key=lambda v: np.nan_to_num(v[0], nan=-1.0))
+        pop = popular.test.at("disliked")[i] if popular is not None else np.nan
+        out.append(f"| {k} | {recall[i]:.3f} | {best:.3f} ({name}) | "
+                   f"{'yes' if recall[i] >= best else 'no'} | {disliked[i]:.2f} | {pop:.2f} | "
+                   f"{'yes' if disliked[i] <= pop else 'no'} |")
+    return out
 
 
 def format_people_table(results: Sequence[ModelResult]) -> str:

@@ -61,6 +61,8 @@ def format_params(params: Mapping[str, Any], hidden: Sequence[str] = ()) -> str:
 def format_value(value: Any) -> str:
     if isinstance(value, Mapping):
         return "/".join(f"{format_value(k)}:{format_value(v)}" for k, v in value.items())
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -25,10 +25,11 @@ __all__ = ["REGISTRY", "Answer", "Ask", "Model", "Person", "Recommendation", "Re
 class Registry:
     """The registered models, best first for a new person."""
 
-    def __init__(self, models: Iterable[Model], for_users: str, for_no_ratings: str):
+    def __init__(self, models: Iterable[Model], for_users: tuple[str, ...], for_no_ratings: str):
         self._models = {m.name: m for m in models}
-        # What answers an existing user (GET /users/{id}/recommendations) when none is named.
-        self.for_users = self.get(for_users).name
+        # What answers an existing user (GET /users/{id}/recommendations) when none is named:
+        # the first of these the live data holds (the best on the existing-users protocol).
+        self.for_users = tuple(self.get(name).name for name in for_users)
         # What answers a person who has rated nothing yet, whichever model they named: the
         # others need at least one rating to answer from.
         self.for_no_ratings = self.get(for_no_ratings).name
@@ -59,6 +60,12 @@ class Registry:
         if not available:
             raise QueryError("the live data holds no model: run `movierec ingest` again")
         return available[0]
+
+    def users_default(self, meta: IngestMeta) -> str:
+        """The model for an existing user when none is named: the first of `for_users` the
+        live data holds, else the default."""
+        return next((name for name in self.for_users if name in meta.models), None) \
+            or self.default(meta)
 
     def resolve(self, name: str | None, meta: IngestMeta) -> Model:
         """The model to answer with: `name`, or the default; one the live data holds."""
@@ -96,6 +103,6 @@ REGISTRY = Registry(
         TutorialModel(),
         PopularModel(),
     ],
-    for_users="tutorial",
+    for_users=("item", "tutorial"),
     for_no_ratings="popular",
 )

@@ -2,19 +2,22 @@
 movies' rating_count and rating_mean payloads, which every reader's catalog holds) blended with
 two personal parts: the item model (one sparse Qdrant query against the movies' item vectors)
 and the likes of the person's 50 most similar users (one sparse Qdrant query against the users'
-liked vectors). The prior's share is prior_ratings / (prior_ratings + n) for n ratings given, so
-it leads with one rating and fades as ratings are added; dislikes lower the movies most like
-them (a second item-vector query) and the users who liked them. Measured with
+liked vectors). How much each part weighs depends on how many ratings were given (`schedule`,
+chosen on validation people at each count): the prior leads with one rating and fades as
+ratings are added, the similar users lead with a few and the item model gains with many;
+dislikes lower the movies most like them (a second item-vector query). Measured with
 `movierec evaluate --protocol new-people` (README, Quality)."""
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import numpy as np
 
 from movierec import schema
 from movierec.catalog import MovieCatalog
+from movierec.errors import QueryError
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
 from movierec.models.item import explanations, query_weight
 from movierec.models.neighbors import nearest, ranges
@@ -25,14 +28,22 @@ from movierec.vectors import SparseVector
 _PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+SCHEDULE = ((1, 0.33, 0.75, 1.0), (2, 0.05, 0.9, 2.0), (3, 0.15, 0.9, 1.0), (5, 0.15, 0.6, 1.0),
+            (10, 0.15, 0.4, 1.0), (20, 0.01, 0.4, 1.0), (50, 0.01, 0.4, 1.0))
+
+
 class BlendModel(Model):
     name = "blend"
     description = ("for new people: a popularity prior that fades as ratings are added, "
                    "blended with the item model and 50 similar users' likes; dislikes push "
                    "similar movies down")
-    # Chosen on the validation people of `movierec evaluate --protocol new-people` (ml-1m).
-    params = {"prior_ratings": 2.0, "knn_share": 0.5, "neighbors": 50, "quality": 2.0,
-              "mean_power": 1.0, "dislike_weight": 0.3, "candidates": 100}
+    # schedule: (ratings given, the prior's share, the similar users' share of the rest, the
+    # power of the rating-mean factor), one row per count; between counts interpolated in
+    # log(count), outside them the nearest row. Chosen at each count on the validation people
+    # of `movierec evaluate --protocol new-people` (ml-1m): the best recall@20 among the
+    # settings recommending fewer disliked movies than popularity does.
+    params = {"schedule": SCHEDULE, "neighbors": 50, "quality": 2.0, "dislike_weight": 0.3,
+              "candidates": 100}
     user_vectors = (schema.RATINGS_VECTOR, schema.LIKED_VECTOR)
     movie_vectors = (schema.ITEM_VECTOR,)
 
@@ -84,7 +95,8 @@ class BlendModel(Model):
         knn = np.zeros(len(catalog))
         raters = None
         found = 0
-        if p["knn_share"] and likes.size:
+        share, knn_share, mean_power = shares(p["schedule"], len(person.ratings))
+        if knn_share and likes.size:
             # Likes only: with a dislike at -1, the people who liked it drop out of the
             # neighbours (measured: recall@20 lower at every k, most with few ratings).
             unit = np.full(likes.size, 1.0 / np.sqrt(likes.size), dtype=np.float32)
@@ -105,11 +117,11 @@ class BlendModel(Model):
                 if knn.max() > 0:
                     knn /= knn.max()
 
-        share = float(p["prior_ratings"]) / (float(p["prior_ratings"]) + len(person.ratings))
-        knn_share = float(p["knn_share"]) if found else 0.0
+        if not found:
+            knn_share = 0.0
         if not item_found and found:  # no item model (or no item answer): neighbours only
             knn_share = 1.0
-        quality = mean ** float(p["mean_power"]) if p["mean_power"] else 1.0
+        quality = _powered(catalog, mean, mean_power)
         # Every part times ((rating_mean - 1) / 4) ** mean_power: among movies the person
         # would watch, the well-rated ones are the ones they are likely to like.
         parts = ((share * quality) * prior, ((1 - share) * (1 - knn_share)) * quality * item,
@@ -128,6 +140,39 @@ class BlendModel(Model):
         return Answer(self.name, found, _explained(
             store, catalog, best, score[best], lead, [part[best] for part in parts], likes,
             found, raters))
+
+
+def shares(schedule, given: int) -> tuple[float, float, float]:
+    """(the prior's share, the similar users' share of the personal parts, the rating-mean
+    factor's power) for `given` ratings: the schedule's rows interpolated in log(count), the
+    nearest row outside them."""
+    try:
+        rows = tuple(tuple(float(x) for x in row) for row in schedule)
+    except (TypeError, ValueError):
+        rows = ()
+    return _shares(rows, int(given))
+
+
+@functools.lru_cache(maxsize=1024)
+def _shares(schedule: tuple[tuple[float, ...], ...], given: int) -> tuple[float, float, float]:
+    rows = sorted(schedule)
+    if not rows or any(len(row) != 4 or row[0] < 1 or not (0 <= row[1] <= 1 and 0 <= row[2] <= 1
+                                                           and 0 <= row[3] <= 8) for row in rows):
+        raise QueryError("schedule: rows of (ratings given >= 1, the prior's share and the "
+                         "similar users' share, each between 0 and 1, the mean factor's power "
+                         "between 0 and 8)")
+    at = np.log(np.array([row[0] for row in rows]))
+    n = np.log(max(given, 1))
+    return tuple(float(np.interp(n, at, [row[c] for row in rows])) for c in (1, 2, 3))
+
+
+def _powered(catalog: MovieCatalog, mean: np.ndarray, power: float) -> np.ndarray:
+    """((rating_mean - 1) / 4) ** power in catalog order, cached per power."""
+    cached = _PRIORS.setdefault(catalog, {})
+    key = ("mean", round(power, 6))
+    if key not in cached:
+        cached[key] = mean ** power if power else np.ones_like(mean)
+    return cached[key]
 
 
 def _prior(catalog: MovieCatalog, quality: float) -> tuple[np.ndarray, np.ndarray]:

@@ -51,9 +51,11 @@ async def user_recommendations(
     user_id: Annotated[int, Path(ge=0, le=MAX_ID)],
     limit: Annotated[int, Query(ge=1, le=recommend.MAX_LIMIT)] = 5,
     neighbors: Annotated[int | None, Query(ge=1, le=recommend.MAX_NEIGHBORS)] = None,
-    model: Annotated[ModelName, Query()] = REGISTRY.for_users,
+    model: Annotated[ModelName | None, Query()] = None,
 ):
-    """Movies for an existing MovieLens user, excluding what they rated."""
+    """Movies for an existing MovieLens user, excluding what they rated (default: the item
+    model, the best for them on the existing-users protocol; the tutorial where it is not
+    ingested)."""
     answer = await on_store(request, "recommend_for_user", recommend.recommend_for_user, user_id,
                             limit=limit, neighbors=neighbors, model=model)
     return _answer(answer, request)
