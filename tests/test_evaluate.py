@@ -288,7 +288,7 @@ def test_served_item_model_returns_the_numpy_top_10_up_to_float32(served):
     _, split, store = served
     train = split.history("test")
     eligible = np.flatnonzero(np.diff(train.tocsc().indptr) >= itemmodel.SERVED_MIN_LIKES)
-    model = itemmodel.learn_item_weights(train[:, eligible], **itemmodel.ITEM_MODEL_DEFAULTS)
+    model = itemmodel.served_item_model(train[:, eligible])
     scores = model.scores(train[:, eligible])
     excluded = split.excluded("test")
     banned = excluded[:, eligible].toarray() > 0

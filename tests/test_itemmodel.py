@@ -115,7 +115,44 @@ def test_subspace_iteration_spans_the_top_eigenvectors():
     q, _ = np.linalg.qr(rng.standard_normal((400, 400)))
     spectrum = np.concatenate([np.linspace(10, 5, 20), np.linspace(1, 0.01, 380)])
     s = (q * spectrum) @ q.T
-    v = itemmodel.top_eigenvectors(s, 20)
+    v = itemmodel.top_eigenvectors(s, 20, iterations=8)  # the default 4 stop near 1e-4
     top = q[:, :20]
     # The projector onto the found subspace equals the one onto the true top-20 eigenvectors.
     np.testing.assert_allclose(v @ v.T, top @ top.T, atol=1e-5)
+
+
+def test_the_gram_matrix_is_x_transpose_x_whichever_users_go_through_blas():
+    r = _ratings(5, n_users=60, n_movies=12).toarray()
+    r[0] = 4.0  # one user with every movie
+    expected = r.T @ r
+    for share in (0.0, 0.5, 1.0):  # every user through BLAS, some, none
+        got = itemmodel.gram_matrix(sp.csr_matrix(r), np.float64, dense_share=share)
+        np.testing.assert_allclose(got, expected, atol=1e-9)
+
+
+def test_pruning_keeps_the_weights_that_reach_most_people_and_their_reach_weighted_sum():
+    rows = np.array([[0.0, 0.5, -0.4, 0.1], [0.3, 0.0, 0.2, -0.25]])
+    reach = np.array([1.0, 1.0, 2.0, 1.0])  # movie 2 is popular: its weights count double
+    pruned = itemmodel.prune_rows(rows, 2, reach).toarray()
+    # row 0 keeps movies 1 and 2 (|w| * reach 0.5, 0.8); the dropped 0.1 is spread over them
+    # so that sum(w * reach) stays 0.5 - 0.8 + 0.1 = -0.2
+    np.testing.assert_allclose(pruned[0], [0.0, 0.5 + 0.1 / 3, -0.4 + 0.1 / 3, 0.0])
+    # row 1 keeps movies 2 and 0 (0.4, 0.3) over 3 (0.25)
+    np.testing.assert_allclose(pruned[1], [0.3 - 0.25 / 3, 0.0, 0.2 - 0.25 / 3, 0.0])
+    np.testing.assert_allclose(pruned @ reach, rows @ reach)
+
+
+def test_the_served_model_prunes_each_movie_vector_to_its_budget(monkeypatch):
+    r = _ratings(6, n_users=80, n_movies=12)
+    monkeypatch.setattr(itemmodel, "SERVED_PRUNE_M", 4)
+    model = itemmodel.served_item_model(r)
+    vectors = list(model.movie_vectors(np.arange(1, 13)))
+    assert [len(indices) for _, indices, _ in vectors] == [4] * 12
+    assert model.params["prune_m"] == 4 and model.params["top_m"] is None
+    full = itemmodel.learn_item_weights(r, **itemmodel.ITEM_MODEL_DEFAULTS).weights
+    x = itemmodel.weighted_interactions(r, itemmodel.RATING_WEIGHTS, 0.5).toarray()
+    reach = np.sqrt((x**2).sum(axis=0))
+    for j, (_, indices, _) in enumerate(vectors):
+        # the kept weights are the movie's largest by |w| * sqrt(G_ii)
+        key = np.abs(full[:, j]) * reach
+        assert set((indices - 1).tolist()) == set(np.argsort(-key)[:4].tolist())
