@@ -208,12 +208,14 @@ def _place(out: np.ndarray, catalog: MovieCatalog, ids: np.ndarray, scores: np.n
 
 def _best(score: np.ndarray, ids: np.ndarray, limit: int) -> np.ndarray:
     """The rows of the `limit` best finite scores, best first, ties by movie id."""
-    finite = np.flatnonzero(np.isfinite(score))
-    if finite.size > limit:
+    if score.size > limit:
         # Everything at least as good as the limit-th score, ties included, then the order.
-        kth = np.partition(score[finite], finite.size - limit)[finite.size - limit]
-        finite = finite[score[finite] >= kth]
-    return finite[np.lexsort((ids[finite], -score[finite]))][:limit]
+        kth = score[np.argpartition(score, score.size - limit)[score.size - limit:]].min()
+        rows = np.flatnonzero(score >= kth)
+    else:
+        rows = np.arange(score.size)
+    rows = rows[np.isfinite(score[rows])]
+    return rows[np.lexsort((ids[rows], -score[rows]))][:limit]
 
 
 def _explained(store, catalog, best, scores, lead, parts, likes, found, raters
