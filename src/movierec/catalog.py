@@ -51,7 +51,7 @@ class MovieCatalog:
         for row, m in enumerate(movies):
             for g in m.genres:
                 self._genre_matrix[row, column[g]] = True
-        self._row_of: np.ndarray | None = None
+        self._position_of: np.ndarray | None = None
         self._by_id: dict[int, Movie] | None = None
 
     @classmethod
@@ -78,13 +78,19 @@ class MovieCatalog:
         return iter(self._movies)
 
     def positions(self, movie_ids: np.ndarray) -> np.ndarray:
-        """Index of each id in the catalog, -1 where unknown."""
+        """Index of each id in the catalog, -1 where unknown: one lookup in a table indexed by
+        movie id (built on first use; an answer looks up thousands of ids)."""
+        if self._position_of is None:
+            table = np.full(int(self.ids.max()) + 1 if self.ids.size else 0, -1, dtype=np.int64)
+            table[self.ids] = np.arange(self.ids.size)
+            self._position_of = table
         ids = np.asarray(movie_ids, dtype=np.int64)
-        if not len(self._movies):
+        if not self._position_of.size:
             return np.full(ids.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(self.ids, ids)
-        pos = np.minimum(pos, self.ids.size - 1)
-        return np.where(self.ids[pos] == ids, pos, -1)
+        if ids.size and ids.min() >= 0 and ids.max() < self._position_of.size:
+            return self._position_of[ids]
+        inside = (ids >= 0) & (ids < self._position_of.size)
+        return np.where(inside, self._position_of[np.where(inside, ids, 0)], -1)
 
     def unknown(self, movie_ids) -> list[int]:
         ids = np.asarray(list(movie_ids), dtype=np.int64)
@@ -97,21 +103,6 @@ class MovieCatalog:
 
     def take(self, movie_ids) -> list[Movie]:
         return [self._movies[p] for p in self.positions(np.asarray(movie_ids)) if p >= 0]
-
-    def row_of(self, movie_ids: np.ndarray) -> np.ndarray:
-        """Like `positions`, by one lookup in a table indexed by movie id (built once): for the
-        many-id lookups of an answer that works over the whole catalog."""
-        if self._row_of is None:
-            table = np.full(int(self.ids.max()) + 1 if self.ids.size else 0, -1, dtype=np.int64)
-            table[self.ids] = np.arange(self.ids.size)
-            self._row_of = table
-        ids = np.asarray(movie_ids, dtype=np.int64)
-        if not ids.size:
-            return np.zeros(0, dtype=np.int64)
-        if ids.min() >= 0 and ids.max() < self._row_of.size:
-            return self._row_of[ids]
-        inside = (ids >= 0) & (ids < self._row_of.size)
-        return np.where(inside, self._row_of[np.where(inside, ids, 0)], -1)
 
     def mask(self, genres=(), year_min=None, year_max=None) -> np.ndarray:
         """`allowed` for every movie of the catalog, in catalog order."""

@@ -166,6 +166,18 @@ def _curve_table(results: Sequence[ModelResult], metric: str, label: str, digits
     return out
 
 
+def _given_withheld(results: Sequence[ModelResult], withheld: Mapping[str, Any], metric: str,
+                    digits: int) -> list[str]:
+    """`metric` against k per model, "given / withheld" in each cell."""
+    ks = results[0].test.ks
+    out = ["| model | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+    for r in results:
+        given, without = r.test.at(metric), withheld[r.model].at(metric)
+        out.append(f"| {r.model} | " + " | ".join(
+            f"{a:.{digits}f} / {b:.{digits}f}" for a, b in zip(given, without)) + " |")
+    return out
+
+
 def format_people_markdown(results: Sequence[ModelResult], withheld: Mapping[str, Any],
                            notes: Sequence[str] = (), plot: str | None = None) -> str:
     """results.md of the new-people protocol: recall@20, NDCG@10 and disliked@10 against k
@@ -180,18 +192,10 @@ def format_people_markdown(results: Sequence[ModelResult], withheld: Mapping[str
     out += ["", "NDCG@10:", ""] + _curve_table(results, "ndcg", "model", 3)
     out += ["", "disliked@10 (lower is better):", ""]
     out += _curve_table(results, "disliked", "model", 2, best="min")
-    out += ["", "recall@20 with dislikes given / withheld (only likes in the query):", "",
-            "| model | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
-    for r in results:
-        given, without = r.test.at("recall"), withheld[r.model].at("recall")
-        out.append(f"| {r.model} | " + " | ".join(
-            f"{a:.3f} / {b:.3f}" for a, b in zip(given, without)) + " |")
-    out += ["", "disliked@10 with dislikes given / withheld:", "",
-            "| model | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
-    for r in results:
-        given, without = r.test.at("disliked"), withheld[r.model].at("disliked")
-        out.append(f"| {r.model} | " + " | ".join(
-            f"{a:.2f} / {b:.2f}" for a, b in zip(given, without)) + " |")
+    out += ["", "recall@20 with dislikes given / withheld (only likes in the query):", ""]
+    out += _given_withheld(results, withheld, "recall", 3)
+    out += ["", "disliked@10 with dislikes given / withheld:", ""]
+    out += _given_withheld(results, withheld, "disliked", 2)
     out += ["", f"{results[0].model} (the default) against every other model at each k:", ""]
     out += people_verdicts(results)
     schedule = results[0].params.get("schedule")

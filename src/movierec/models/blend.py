@@ -68,7 +68,7 @@ class BlendModel(Model):
         mf = ask.movie_filter
         allowed = catalog.mask(mf.genres, mf.year_min, mf.year_max) if mf.filters_movies \
             else np.ones(len(catalog), dtype=bool)
-        rows = catalog.row_of(excluded)
+        rows = catalog.positions(excluded)
         allowed[rows[rows >= 0]] = False
         fetch = int(p["candidates"]) + ask.limit + len(excluded)
         # Without a payload filter the searches fetch more and the person's movies are dropped
@@ -110,7 +110,7 @@ class BlendModel(Model):
                 liked = block.values[at] >= meta.rating_stats.z_at_least(schema.LIKED_STARS)
                 weight = np.repeat(np.maximum(exact[top], 0.0) ** 2, block.stops[top]
                                    - block.starts[top])[liked]
-                row = catalog.row_of(block.indices[at][liked])
+                row = catalog.positions(block.indices[at][liked])
                 known = row >= 0
                 knn = np.bincount(row[known], weights=weight[known], minlength=len(catalog))
                 raters = np.bincount(row[known], minlength=len(catalog))
@@ -201,7 +201,7 @@ def _place(out: np.ndarray, catalog: MovieCatalog, ids: np.ndarray, scores: np.n
     scale = scores.max() if scores.max() > 0 else 1.0
     if floor:
         out[:] = max(scores.min(), 0.0) / scale
-    rows = catalog.row_of(ids)
+    rows = catalog.positions(ids)
     known = rows >= 0
     out[rows[known]] = scores[known] / scale
 
