@@ -85,3 +85,22 @@ def test_existing_user_is_not_its_own_neighbour_and_gets_no_movie_it_rated(ml1m_
     found = recommend.similar_users(ml1m_embedded, vector, 20, exclude_user=1)
     assert 1 not in [n.user_id for n in found]
     assert len(found) == 20
+
+
+def test_both_stores_give_identical_liked_neighbours_and_exact_scores(ml1m_embedded, ml1m_local):
+    """user-knn's and blend's search (the liked vectors): the embedded store rebuilds each exact
+    score from the engine's and the user's liked count, local mode from the rows it returns;
+    the two agree, neighbours, order (ties by user id) and scores."""
+    from movierec import schema
+    from movierec.models.user_knn import liked_query
+
+    pool = popular_pool(ml1m_embedded.catalog())
+    people = random_people(pool, 20, np.random.default_rng(11), most=11)
+    for ratings in people + [{2571: 1.0}, {260: 1.0, 1196: 1.0, 1210: -1.0}]:
+        query = liked_query({m: (1.0 if r > 0 else -1.0) for m, r in ratings.items()})
+        (block_a, rows_a, exact_a), (block_b, rows_b, exact_b) = (
+            neighbors.nearest(store, query, 50, using=schema.LIKED_VECTOR)
+            for store in (ml1m_embedded, ml1m_local))
+        assert block_a.liked is not None and block_b.liked is None  # the two ways, both taken
+        assert block_a.user_ids[rows_a].tolist() == block_b.user_ids[rows_b].tolist(), ratings
+        assert exact_a[rows_a] == pytest.approx(exact_b[rows_b], rel=1e-12)

@@ -95,3 +95,20 @@ def test_query_vector_rejects_empty_and_invalid_ratings():
         query_vector({})
     with pytest.raises(QueryError, match="invalid ratings: values must be finite"):
         query_vector({1: float("nan")})
+
+
+def test_liked_counts_per_row_match_the_liked_vectors_in_any_chunk_size():
+    from movierec.store import csr
+    from movierec.vectors import liked_vectors
+
+    rng = np.random.default_rng(4)
+    users = rng.integers(1, 60, 2_000)
+    movies = rng.integers(1, 400, 2_000)
+    stars = rng.integers(1, 6, 2_000).astype(np.float64)
+    keep = np.unique(users * 1_000 + movies, return_index=True)[1]  # one rating per pair
+    stats = RatingStats.of(stars[keep])
+    v = user_vectors(users[keep], movies[keep], stars[keep], stats)
+    want = np.diff(liked_vectors(v, stats, 3.0).indptr)
+    assert want.sum() == int((stars[keep] >= 3).sum())
+    for chunk in (1, 7, 100, 1 << 22):
+        assert csr.row_counts(v, stats.z_at_least(3.0), chunk=chunk).tolist() == want.tolist()

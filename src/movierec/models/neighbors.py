@@ -85,6 +85,10 @@ def _exact_scores(query: SparseVector, block: NeighborBlock, threshold: float | 
     """Dot products recomputed in float64 from the searched vectors, for every user of the
     block; each row's terms are summed in movie order, so equal inputs give equal sums.
     `threshold`: against the liked vectors (liked movies at 1/sqrt(how many) of the row)."""
+    if threshold is not None and block.liked is not None:
+        exact = _exact_liked_scores(query, block)
+        if exact is not None:
+            return exact
     lengths = block.stops - block.starts
     # Gathering the rows costs a step per rating; searching them ~16 per (row, query movie).
     if threshold is None and len(block) * query.indices.size * 16 < int(lengths.sum()):
@@ -101,6 +105,26 @@ def _exact_scores(query: SparseVector, block: NeighborBlock, threshold: float | 
         values = np.where(liked, scale[row], 0.0)
     return np.bincount(row, weights=query_values_at(query, indices) * values,
                        minlength=len(block))
+
+
+def _exact_liked_scores(query: SparseVector, block: NeighborBlock) -> np.ndarray | None:
+    """The same against the liked vectors without reading the rows, for a query whose values
+    share one magnitude q (unit-length likes and dislikes, as user-knn and blend ask): a row
+    holds 1/sqrt(its liked count) at each liked movie, so its score is an integer n (the query's
+    likes it liked, less its dislikes) times q/sqrt(liked). n is read off the engine's score
+    (float32, within ~1e-6) and the score rebuilt as n * (q * scale) in float64; None (read the
+    rows) when the query's magnitudes differ or a score is not within 0.05 of such a product."""
+    magnitude = np.abs(query.values)
+    if not magnitude.size or magnitude.min() != magnitude.max() or not magnitude[0] > 0:
+        return None
+    # As vectors.liked_vectors stored them: computed in float64, kept as float32.
+    scale = (1.0 / np.sqrt(np.maximum(block.liked, 1))).astype(np.float32).astype(np.float64)
+    unit = float(magnitude[0]) * scale
+    ratio = block.scores / unit
+    count = np.rint(ratio)
+    if np.abs(ratio - count).max(initial=0.0) > 0.05:
+        return None
+    return count * unit
 
 
 def query_values_at(query: SparseVector, indices: np.ndarray) -> np.ndarray:

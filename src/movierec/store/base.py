@@ -43,6 +43,8 @@ class NeighborBlock:
     stops: np.ndarray  # int64
     indices: np.ndarray  # uint32, each row's movie ids sorted
     values: np.ndarray  # float32
+    # Each row's number of liked ratings (schema.LIKED_STARS up), where the store keeps it.
+    liked: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.user_ids.size)

@@ -73,6 +73,11 @@ def positions(vectors: UserVectors, ids) -> np.ndarray | None:
     if not known.size:
         return None
     ids = np.asarray(ids, dtype=np.int64)
+    first, last = int(known[0]), int(known[-1])
+    if last - first == known.size - 1:  # ids first..last, every one (MovieLens users): no search
+        if ids.size and (ids.min() < first or ids.max() > last):
+            return None
+        return ids - first
     pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
     return pos if np.array_equal(known[pos], ids) else None
 
@@ -86,6 +91,25 @@ def rows_of(vectors: UserVectors, ids) -> list[SparseVector] | None:
     ends = vectors.indptr[pos + 1].tolist()
     indices, values = vectors.indices, vectors.values
     return [SparseVector(indices[a:b], values[a:b]) for a, b in zip(starts, ends)]
+
+
+def row_counts(vectors: UserVectors, threshold: float, chunk: int = 1 << 22) -> np.ndarray:
+    """Per row, how many values are at least `threshold` (the liked ratings, as
+    vectors.liked_vectors counts them), in chunks of rows so no temporary is as large as the
+    ratings."""
+    counts = np.zeros(len(vectors), dtype=np.int64)
+    indptr = vectors.indptr
+    start = 0
+    while start < len(vectors):
+        # Rows from `start` holding about `chunk` values (at least one row).
+        stop = max(int(np.searchsorted(indptr, indptr[start] + chunk, side="right")) - 1,
+                   start + 1)
+        stop = min(stop, len(vectors))
+        a, b = int(indptr[start]), int(indptr[stop])
+        kept = np.concatenate([[0], np.cumsum(vectors.values[a:b] >= threshold, dtype=np.int64)])
+        counts[start:stop] = kept[indptr[start + 1:stop + 1] - a] - kept[indptr[start:stop] - a]
+        start = stop
+    return counts
 
 
 def from_rows(rows: list[tuple[int, SparseVector]]) -> UserVectors:

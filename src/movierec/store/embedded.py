@@ -179,6 +179,8 @@ class _OpenVersion:
             self.lock.release()
             raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from None
         self.vectors = csr.load(self.path / CSR, self.meta.users)
+        # Each user's number of liked ratings (users.csr's rows), counted on first use.
+        self._liked: np.ndarray | None = None
         self._movie_vectors: dict[str, UserVectors | None] = {}
         self._catalog: MovieCatalog | None = None
 
@@ -195,10 +197,13 @@ class _OpenVersion:
         if pos is None:
             return None
         indptr = self.vectors.indptr
+        if self._liked is None:
+            self._liked = csr.row_counts(self.vectors,
+                                         self.meta.rating_stats.z_at_least(schema.LIKED_STARS))
         return NeighborBlock(np.asarray(user_ids, dtype=np.int64),
                              np.asarray(scores, dtype=np.float64),
                              indptr[pos].astype(np.int64), indptr[pos + 1].astype(np.int64),
-                             self.vectors.indices, self.vectors.values)
+                             self.vectors.indices, self.vectors.values, self._liked[pos])
 
     def movie_vectors(self, name: str) -> UserVectors | None:
         """Every movie's `name` vector from movies.<name>.csr, memory-mapped on first use."""
