@@ -19,7 +19,7 @@ from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.errors import QueryError
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
-from movierec.models.item import explanations, query_weight
+from movierec.models.item import explanations, like_weights
 from movierec.models.neighbors import nearest, ranges
 from movierec.store import MovieFilter, StoreReader
 from movierec.vectors import SparseVector
@@ -81,10 +81,12 @@ class BlendModel(Model):
         likes = movies[sign > 0]
         item_found = 0
         if has_item and likes.size:
-            weights = meta.models["item"].get("rating_weights")
-            stars = person.stars(meta.rating_stats) if person.scale != "unit" else None
-            values = np.array([query_weight(stars[m], "stars", weights) for m in likes.tolist()]
-                              if stars else np.ones(likes.size), dtype=np.float32)
+            if person.scale == "unit":
+                values = np.ones(likes.size, dtype=np.float32)
+            else:
+                stars = person.stars(meta.rating_stats)
+                values = like_weights(np.array([stars[m] for m in likes.tolist()]),
+                                      meta.models["item"].get("rating_weights"))
             # The ratings were checked (recommend.check_ratings): sorted unique ids.
             ids, scores = store.similar_movie_ids(SparseVector(likes.astype(np.uint32), values),
                                                   fetch, search)
@@ -111,9 +113,11 @@ class BlendModel(Model):
                 weight = np.repeat(np.maximum(exact[top], 0.0) ** 2, block.stops[top]
                                    - block.starts[top])[liked]
                 row = catalog.positions(block.indices[at][liked])
-                known = row >= 0
-                knn = np.bincount(row[known], weights=weight[known], minlength=len(catalog))
-                raters = np.bincount(row[known], minlength=len(catalog))
+                if row.size and row.min() < 0:  # a movie the catalog does not hold
+                    known = row >= 0
+                    row, weight = row[known], weight[known]
+                knn = np.bincount(row, weights=weight, minlength=len(catalog))
+                raters = np.bincount(row, minlength=len(catalog))
                 if knn.max() > 0:
                     knn /= knn.max()
 
@@ -136,10 +140,10 @@ class BlendModel(Model):
             _place(penalty, catalog, ids, near)
             score -= float(p["dislike_weight"]) * max(score[allowed].max(), 0.0) * penalty
         best = _best(np.where(allowed, score, -np.inf), catalog.ids, ask.limit)
-        lead = np.stack([part[best] for part in parts]).argmax(axis=0) if best.size else best
+        # Each answer's three parts (rows), and the one that leads it.
+        at_best = np.stack([part[best] for part in parts])
         return Answer(self.name, found, _explained(
-            store, catalog, best, score[best], lead, [part[best] for part in parts], likes,
-            found, raters))
+            store, catalog, best, score[best], at_best, likes, found, raters))
 
 
 def shares(schedule, given: int) -> tuple[float, float, float]:
@@ -147,10 +151,21 @@ def shares(schedule, given: int) -> tuple[float, float, float]:
     factor's power) for `given` ratings: the schedule's rows interpolated in log(count), the
     nearest row outside them."""
     try:
-        rows = tuple(tuple(float(x) for x in row) for row in schedule)
+        return _shares_of(schedule, int(given))  # a tuple of tuples (the default): cached as is
+    except TypeError:
+        return _shares_of(_rows(schedule), int(given))
+
+
+@functools.lru_cache(maxsize=1024)
+def _shares_of(schedule, given: int) -> tuple[float, float, float]:
+    return _shares(_rows(schedule), given)
+
+
+def _rows(schedule) -> tuple[tuple[float, ...], ...]:
+    try:
+        return tuple(tuple(float(x) for x in row) for row in schedule)
     except (TypeError, ValueError):
-        rows = ()
-    return _shares(rows, int(given))
+        return ()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -198,12 +213,15 @@ def _place(out: np.ndarray, catalog: MovieCatalog, ids: np.ndarray, scores: np.n
     found, which bounds theirs."""
     if not ids.size:
         return
-    scale = scores.max() if scores.max() > 0 else 1.0
+    top = float(scores.max())
+    scale = top if top > 0 else 1.0
     if floor:
-        out[:] = max(scores.min(), 0.0) / scale
+        out[:] = max(float(scores.min()), 0.0) / scale
     rows = catalog.positions(ids)
-    known = rows >= 0
-    out[rows[known]] = scores[known] / scale
+    if rows.min() < 0:  # a movie the catalog does not hold (never, once ingested)
+        known = rows >= 0
+        rows, scores = rows[known], scores[known]
+    out[rows] = scores / scale
 
 
 def _best(score: np.ndarray, ids: np.ndarray, limit: int) -> np.ndarray:
@@ -218,33 +236,35 @@ def _best(score: np.ndarray, ids: np.ndarray, limit: int) -> np.ndarray:
     return rows[np.lexsort((ids[rows], -score[rows]))][:limit]
 
 
-def _explained(store, catalog, best, scores, lead, parts, likes, found, raters
+def _explained(store, catalog, best, scores, parts, likes, found, raters
                ) -> list[Recommendation]:
-    """Each answer explained by its largest part: popular, the person's liked movies that
-    pulled it up (item model), or how many of the similar users liked it."""
-    movie_ids = catalog.ids[best]
-    by_item = [int(m) for m, part in zip(movie_ids.tolist(), lead.tolist()) if part == 1]
-    query = SparseVector(likes.astype(np.uint32), np.ones(likes.size, dtype=np.float32)) \
-        if likes.size else None
+    """Each answer explained by its largest part (`parts`: one row per part, one column per
+    answer): popular, the person's liked movies that pulled it up (item model), or how many of
+    the similar users liked it."""
+    if not best.size:
+        return []
+    lead = parts.argmax(axis=0).tolist()
+    movie_ids = catalog.ids[best].tolist()
+    by_item = [m for m, part in zip(movie_ids, lead) if part == 1]
     item_whys = {}
-    if by_item and query is not None:
+    if by_item and likes.size:
+        query = SparseVector(likes.astype(np.uint32), np.ones(likes.size, dtype=np.float32))
         vectors = store.movie_vectors(by_item)
         item_whys = dict(zip(by_item, explanations(catalog, query,
                                                    [vectors.get(m) for m in by_item])))
-    liked_by = raters[best].tolist() if raters is not None else [0] * len(best)
+    liked_by = raters[best].tolist() if raters is not None else [0] * len(movie_ids)
     out = []
-    for row, movie_id, score, part, shares, n in zip(
-            best.tolist(), movie_ids.tolist(), scores.tolist(), lead.tolist(),
-            np.stack(parts).T.tolist() if len(best) else [], liked_by):
+    for row, movie_id, score, part, (popularity, item, neighbors), n in zip(
+            best.tolist(), movie_ids, scores.tolist(), lead, parts.T.tolist(), liked_by):
         movie = catalog.movie_at(row)
-        why: dict = {"parts": {"popularity": round(shares[0], 4), "item": round(shares[1], 4),
-                               "neighbors": round(shares[2], 4)}}
+        why: dict = {"parts": {"popularity": round(popularity, 4), "item": round(item, 4),
+                               "neighbors": round(neighbors, 4)}}
         if part == 1:
-            why.update(item_whys.get(movie_id, {}))
+            why.update(item_whys.get(movie_id, ()))
         if (part == 2 or (part == 1 and not why.get("text"))) and n:
-            why["text"] = f"liked by {int(n)} of your {found} most similar users"
+            why["text"] = f"liked by {n} of your {found} most similar users"
         if not why.get("text"):
             mean = "" if movie.rating_mean is None else f", {movie.rating_mean:.2g} stars on average"
             why["text"] = f"popular: rated by {movie.rating_count:,} people{mean}"
-        out.append(Recommendation(movie, float(score), why))
+        out.append(Recommendation(movie, score, why))
     return out

@@ -116,6 +116,16 @@ def query_weight(rating: float, scale: str, rating_weights: Mapping[str, float] 
     return float(np.interp(rating, stars, values))
 
 
+def like_weights(stars: np.ndarray, rating_weights: Mapping[str, float] | None) -> np.ndarray:
+    """query_weight of liked ratings in stars (each at least schema.LIKED_STARS), all at once, as
+    float32 query values."""
+    if not rating_weights:
+        return np.ones(stars.size, dtype=np.float32)
+    at = np.array(sorted(float(s) for s in rating_weights), dtype=np.float64)
+    values = [rating_weights[k] for k in sorted(rating_weights, key=float)]
+    return np.interp(stars.astype(np.float64), at, values).astype(np.float32)
+
+
 def explanations(catalog: MovieCatalog, query: SparseVector,
                  vectors: list[SparseVector | None]) -> list[dict]:
     """For each answer, which of the person's movies pulled it up most (their share of its
