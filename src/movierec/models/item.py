@@ -142,12 +142,17 @@ def explanations(catalog: MovieCatalog, query: SparseVector,
     rows = [k for k, v in enumerate(vectors) if v is not None and len(v)]
     if not rows:
         return out
-    # (answers, liked movies): each answer's weight from each liked movie, 0 where it has none.
+    # (answers, liked movies): each answer's weight from each liked movie, 0 where it has none;
+    # the answers' vectors laid end to end, each index looked up among the liked movies at once.
+    lengths = [len(vectors[k]) for k in rows]
+    indices = np.concatenate([vectors[k].indices for k in rows])
+    slot = _slots(movies, indices)
+    hit = np.flatnonzero(slot >= 0)
     weight = np.zeros((len(rows), movies.size))
-    for r, k in enumerate(rows):
-        indices = vectors[k].indices
-        pos = np.minimum(np.searchsorted(indices, movies), indices.size - 1)
-        weight[r] = np.where(indices[pos] == movies, vectors[k].values[pos], 0.0)
+    if hit.size:
+        ends = np.cumsum(np.array(lengths))
+        weight[np.searchsorted(ends, hit, side="right"), slot.take(hit)] = np.concatenate(
+            [vectors[k].values for k in rows]).take(hit)
     contribution = weight * values
     order = np.argsort(-contribution, axis=1, kind="stable")[:, :3]  # ties: lower movie id
     pulled = contribution[np.arange(len(rows))[:, None], order] > 0
@@ -165,6 +170,18 @@ def explanations(catalog: MovieCatalog, query: SparseVector,
         if named:
             out[k] = {"text": "because you liked " + _joined(named), "movies": top}
     return out
+
+
+def _slots(movies: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Each of `indices`' position in the sorted `movies`, -1 where it is not one of them: a
+    table by movie id while that is small next to `indices`, else a binary search."""
+    top = max(int(movies[-1]), int(indices.max())) + 1
+    if top <= 4 * indices.size + 4096:
+        table = np.full(top, -1, dtype=np.int64)
+        table[movies] = np.arange(movies.size)
+        return table.take(indices)
+    pos = np.minimum(np.searchsorted(movies, indices), movies.size - 1)
+    return np.where(movies.take(pos) == indices, pos, -1)
 
 
 def _top_shared(query: SparseVector, vector: SparseVector | None, positive_query_only: bool,
