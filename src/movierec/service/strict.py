@@ -28,8 +28,9 @@ class StrictJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            depth = max_depth(body)
-            if depth > MAX_JSON_DEPTH:
+            # Fewer brackets than the limit cannot nest deeper (most bodies): no scan.
+            if (body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH
+                    and max_depth(body) > MAX_JSON_DEPTH):
                 raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", "", 0)
             try:
                 text = body.decode("utf-8")
