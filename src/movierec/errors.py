@@ -10,7 +10,12 @@ class DataError(MovierecError):
 
 
 class QueryError(MovierecError):
-    """A recommendation request is invalid (unknown movie, empty, out of range)."""
+    """A recommendation request is invalid (unknown movie, empty, out of range); `field` names
+    the part of the request at fault (the HTTP API's "field"), None when it is no one field."""
+
+    def __init__(self, message: str, field: str | None = "ratings"):
+        super().__init__(message)
+        self.field = field
 
 
 class NotFoundError(MovierecError):

@@ -55,7 +55,8 @@ def check_ratings(store: StoreReader, ratings: dict[int, float], scale: str) -> 
         if bad:
             raise QueryError(f"movie {bad[0]}: star ratings must be between 0.5 and 5")
     elif scale != "unit":
-        raise QueryError(f"unknown scale {scale!r}: use 'unit' (like +1 / dislike -1) or 'stars'")
+        raise QueryError(f"unknown scale {scale!r}: use 'unit' (like +1 / dislike -1) or 'stars'",
+                         field="scale")
 
 
 def validate_ratings(store: StoreReader, ratings: dict[int, float], scale: str) -> SparseVector:
@@ -66,14 +67,15 @@ def validate_ratings(store: StoreReader, ratings: dict[int, float], scale: str) 
 
 def _ask(model, limit: int, movie_filter: MovieFilter | None, exclude, params) -> Ask:
     if not 1 <= limit <= MAX_LIMIT:
-        raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}", field="limit")
     # `neighbors` is the user-based models' parameter; the others answer without neighbours.
     if "neighbors" not in model.params:
         params = {k: v for k, v in params.items() if k != "neighbors"}
     options = model.options(params)
     neighbors = options.get("neighbors")
     if neighbors is not None and not 1 <= neighbors <= MAX_NEIGHBORS:
-        raise QueryError(f"neighbors must be between 1 and {MAX_NEIGHBORS}, got {neighbors}")
+        raise QueryError(f"neighbors must be between 1 and {MAX_NEIGHBORS}, got {neighbors}",
+                         field="neighbors")
     return Ask(limit, movie_filter or MovieFilter(), tuple(int(m) for m in exclude), options)
 
 
@@ -139,7 +141,7 @@ def similar_movies(store: StoreReader, movie_id: int, limit: int = 10,
     NotFoundError for an unknown movie; NotServedError when the live data has no item model or
     the movie has no item vector (too few ratings to learn one)."""
     if not 1 <= limit <= MAX_LIMIT:
-        raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}", field="limit")
     if store.catalog().get(movie_id) is None:
         raise NotFoundError(f"no movie {movie_id} in the dataset")
     if ItemModel.name not in store.meta().models:

@@ -49,7 +49,7 @@ class Registry:
             return self._models[name]
         except KeyError:
             raise QueryError(f"unknown model {name!r}: choose one of "
-                             f"{', '.join(self._models)}") from None
+                             f"{', '.join(self._models)}", field="model") from None
 
     def available(self, meta: IngestMeta) -> list[str]:
         """The models the live data holds (the ingest recorded them), best first."""
@@ -58,7 +58,8 @@ class Registry:
     def default(self, meta: IngestMeta) -> str:
         available = self.available(meta)
         if not available:
-            raise QueryError("the live data holds no model: run `movierec ingest` again")
+            raise QueryError("the live data holds no model: run `movierec ingest` again",
+                             field=None)
         return available[0]
 
     def users_default(self, meta: IngestMeta) -> str:
@@ -74,7 +75,8 @@ class Registry:
         model = self.get(name)
         if name not in meta.models:
             raise QueryError(f"model {name!r} is not in the live data: ingest it (it is "
-                             "learned at ingest unless the ingest was told to skip it)")
+                             "learned at ingest unless the ingest was told to skip it)",
+                             field="model")
         return model
 
     def user_vector_names(self, names: Iterable[str] | None = None) -> tuple[str, ...]:

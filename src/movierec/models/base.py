@@ -58,7 +58,7 @@ class Person:
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
             raise QueryError(f"unknown scale {self.scale!r}: use 'unit' (like +1 / dislike -1) "
-                             "or 'stars'")
+                             "or 'stars'", field="scale")
 
     @property
     def movie_ids(self) -> np.ndarray:
@@ -138,5 +138,5 @@ class Model:
         """The defaults overridden by `given` (None means "the default")."""
         unknown = sorted(k for k, v in given.items() if v is not None and k not in self.params)
         if unknown:
-            raise QueryError(f"model {self.name!r} takes no parameter {unknown[0]!r}")
+            raise QueryError(f"model {self.name!r} takes no parameter {unknown[0]!r}", field=None)
         return {**self.params, **{k: v for k, v in given.items() if v is not None}}

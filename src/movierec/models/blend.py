@@ -175,7 +175,7 @@ def _shares(schedule: tuple[tuple[float, ...], ...], given: int) -> tuple[float,
                                                            and 0 <= row[3] <= 8) for row in rows):
         raise QueryError("schedule: rows of (ratings given >= 1, the prior's share and the "
                          "similar users' share, each between 0 and 1, the mean factor's power "
-                         "between 0 and 8)")
+                         "between 0 and 8)", field=None)
     at = np.log(np.array([row[0] for row in rows]))
     n = np.log(max(given, 1))
     return tuple(float(np.interp(n, at, [row[c] for row in rows])) for c in (1, 2, 3))

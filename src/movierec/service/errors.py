@@ -52,7 +52,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(QueryError)
     async def invalid_query(_: Request, exc: QueryError):
-        return problem(422, str(exc), "ratings")
+        return problem(422, str(exc), exc.field)
 
     @app.exception_handler(ExportError)
     async def unreadable_export(_: Request, exc: ExportError):

@@ -35,7 +35,7 @@ async def recommendations(request: Request, body: RecommendationRequest):
     except ValueError as exc:
         raise QueryError(str(exc)) from None
     if body.year_min is not None and body.year_max is not None and body.year_min > body.year_max:
-        raise QueryError("year_min is after year_max")
+        raise QueryError("year_min is after year_max", field="year_max")
     movie_filter = MovieFilter(genres=tuple(body.genres), year_min=body.year_min,
                                year_max=body.year_max)
     answer = await on_store(request, "recommend", recommend.recommend, ratings, limit=body.limit,
