@@ -189,6 +189,17 @@ def test_item_model_stars_below_three_are_dislikes_and_three_up_are_weighted_lik
     assert query_weight(-0.5, "unit", weights) == -0.5
 
 
+def test_item_model_query_weights_at_once_are_each_ratings_weight(store):
+    from movierec.models.item import query_weight, query_weights
+
+    weights = store.meta().models["item"]["rating_weights"]
+    stars = np.arange(1, 11) / 2  # 0.5 .. 5 stars
+    for scale, ratings, w in (("stars", stars, weights), ("stars", stars, None),
+                              ("unit", np.array([-1.0, -0.5, 0.5, 1.0]), weights)):
+        assert query_weights(ratings, scale, w).tolist() == [
+            query_weight(float(r), scale, w) for r in ratings]
+
+
 # --- user-knn --------------------------------------------------------------------------------
 
 

@@ -31,7 +31,8 @@ class ItemModel(Model):
         ratings = person.ratings if person.scale == "unit" else person.stars(meta.rating_stats)
         scale = "unit" if person.scale == "unit" else "stars"
         movie_ids = sorted(ratings)
-        values = [query_weight(ratings[m], scale, weights) for m in movie_ids]
+        values = query_weights(np.array([ratings[m] for m in movie_ids], dtype=np.float64),
+                               scale, weights)
         try:
             query = SparseVector.checked(movie_ids, values)
         except ValueError as exc:
@@ -116,14 +117,29 @@ def query_weight(rating: float, scale: str, rating_weights: Mapping[str, float] 
     return float(np.interp(rating, stars, values))
 
 
+def query_weights(ratings: np.ndarray, scale: str,
+                  rating_weights: Mapping[str, float] | None) -> np.ndarray:
+    """query_weight of every rating at once (float64)."""
+    if scale == "unit":
+        return ratings.astype(np.float64)
+    out = np.full(ratings.size, -1.0)
+    liked = ratings >= schema.LIKED_STARS
+    out[liked] = _like_weights(ratings[liked], rating_weights)
+    return out
+
+
 def like_weights(stars: np.ndarray, rating_weights: Mapping[str, float] | None) -> np.ndarray:
     """query_weight of liked ratings in stars (each at least schema.LIKED_STARS), all at once, as
     float32 query values."""
+    return _like_weights(stars, rating_weights).astype(np.float32)
+
+
+def _like_weights(stars: np.ndarray, rating_weights: Mapping[str, float] | None) -> np.ndarray:
     if not rating_weights:
-        return np.ones(stars.size, dtype=np.float32)
+        return np.ones(stars.size)
     at = np.array(sorted(float(s) for s in rating_weights), dtype=np.float64)
     values = [rating_weights[k] for k in sorted(rating_weights, key=float)]
-    return np.interp(stars.astype(np.float64), at, values).astype(np.float32)
+    return np.interp(stars.astype(np.float64), at, values)
 
 
 def explanations(catalog: MovieCatalog, query: SparseVector,
