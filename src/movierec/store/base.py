@@ -240,7 +240,8 @@ class StoreWriter(ABC):
     """Writes one complete new version, then switches it in. Never touches the live version.
 
     The calls come in this order: begin, write_users and write_movies (each batch once, in any
-    order), counts, then commit, or abort at any point.
+    order; update_meta at any point among them), counts, then commit, or abort at any point.
+    All of them from one thread.
     """
 
     @abstractmethod
@@ -256,6 +257,11 @@ class StoreWriter(ABC):
     @abstractmethod
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
         """Write movies [start, stop)."""
+
+    @abstractmethod
+    def update_meta(self, meta: IngestMeta) -> None:
+        """Replace the metadata given to begin: the version goes live with this one (an ingest
+        learns its models' parameters while the users are written)."""
 
     @abstractmethod
     def counts(self) -> tuple[int, int]:

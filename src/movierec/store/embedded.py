@@ -463,6 +463,10 @@ class EmbeddedWriter(StoreWriter):
                 self._movie_rows.setdefault(name, []).append((movie_id, vector))
         self._movies.update(qe.UpdateOperation.upsert_points(points))
 
+    def update_meta(self, meta: IngestMeta) -> None:
+        assert self.version
+        self._meta = meta.with_version(self.version)  # written at commit
+
     def counts(self) -> tuple[int, int]:
         assert self._users is not None and self._movies is not None
         return (
