@@ -26,7 +26,6 @@ from movierec.models import REGISTRY, Model
 from movierec.store import MoviePoints, StoreWriter, UserPoints, open_writer, wait_until_reachable
 from movierec.vectors import RatingStats, UserVectors, user_vectors
 
-USER_BATCH = 1_000
 MOVIE_BATCH = 2_000
 LEARNING_THREAD = "movierec-learning"  # the thread that learns while the users are written
 
@@ -272,10 +271,10 @@ def write(writer: StoreWriter, prepared: Prepared, progress: bool = True,
         version = writer.begin(prepared.meta, REGISTRY.user_vector_names(),
                                REGISTRY.movie_vector_names())
         with tqdm(total=n_users + n_movies, unit="pt", desc="writing", disable=not progress) as bar:
-            for start in range(0, n_users, USER_BATCH):
+            for start in range(0, n_users, writer.user_batch):
                 if learner is not None:
                     learner.check()
-                stop = min(start + USER_BATCH, n_users)
+                stop = min(start + writer.user_batch, n_users)
                 writer.write_users(prepared.users, start, stop)
                 bar.update(stop - start)
             if learner is not None:

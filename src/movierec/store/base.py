@@ -244,6 +244,8 @@ class StoreWriter(ABC):
     All of them from one thread.
     """
 
+    user_batch: int = 1_000  # users per write_users call
+
     @abstractmethod
     def begin(self, meta: IngestMeta, user_vectors: tuple[str, ...],
               movie_vectors: tuple[str, ...]) -> str:
