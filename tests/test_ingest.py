@@ -18,7 +18,7 @@ import pytest
 
 from movierec import ingest, movielens, schema, synthetic
 from movierec.models import REGISTRY
-from movierec.store import open_reader
+from movierec.store import MovieFilter, open_reader
 from movierec.store.embedded import CURRENT, VERSIONS
 from tests.conftest import settings_for
 
@@ -63,9 +63,15 @@ def test_what_goes_live_is_what_learning_before_writing_gives(tmp_path, small_di
         learned = {m: v for m, v in zip(ids, expected.movies.vectors[schema.ITEM_VECTOR])
                    if v is not None}
         assert sorted(stored) == sorted(learned)
+        # The engine's own copy too (what the item model's search reads).
+        some = next(iter(learned.values()))
+        found = store.similar_movies(some, len(ids), MovieFilter(), with_vectors=True)
+        engine = {m.movie_id: m.vector for m in found}
+        assert sorted(engine) == sorted(learned)
         for movie, vector in learned.items():
-            np.testing.assert_array_equal(stored[movie].indices, vector.indices)
-            np.testing.assert_array_equal(stored[movie].values, vector.values)
+            for copy in (stored[movie], engine[movie]):
+                np.testing.assert_array_equal(copy.indices, vector.indices)
+                np.testing.assert_array_equal(copy.values, vector.values)
 
 
 def test_server_store_goes_live_with_what_the_learning_learned(tmp_path, small_dir):

@@ -137,6 +137,12 @@ def _edge_vector(vector: SparseVector) -> qe.SparseVector:
     return qe.SparseVector(vector.indices.tolist(), vector.values.tolist())
 
 
+def _written_vector(vector: SparseVector) -> qe.SparseVector:
+    # Memoryviews of the arrays: qdrant-edge reads them as fast as lists, and making the lists
+    # (tolist) costs more than that reading (ml-1m's 3.2M item weights: 0.28 s against 0.51 s).
+    return qe.SparseVector(memoryview(vector.indices), memoryview(vector.values))
+
+
 def _movie_filter(movie_filter: MovieFilter) -> qe.Filter | None:
     must: list = []
     must_not: list = []
@@ -461,7 +467,7 @@ class EmbeddedWriter(StoreWriter):
         assert self._movies is not None
         points = []
         for movie_id, vectors, payload in movie_rows(movies, start, stop):
-            points.append(qe.Point(movie_id, {n: _edge_vector(v) for n, v in vectors.items()},
+            points.append(qe.Point(movie_id, {n: _written_vector(v) for n, v in vectors.items()},
                                    payload))
             for name, vector in vectors.items():
                 self._movie_rows.setdefault(name, []).append((movie_id, vector))
