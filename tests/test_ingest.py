@@ -74,6 +74,16 @@ def test_what_goes_live_is_what_learning_before_writing_gives(tmp_path, small_di
                 np.testing.assert_array_equal(copy.values, vector.values)
 
 
+def test_a_large_set_learns_first_and_goes_live_with_the_same(tmp_path, small_dir, monkeypatch):
+    monkeypatch.setattr(ingest, "OVERLAP_MAX_RATINGS", 0)  # as if small_dir were large
+    settings = settings_for(qdrant_path=tmp_path / "q")
+    report = ingest.run(settings, "small", small_dir, progress=False)
+    assert report.seconds["learning"] > 0
+    expected = ingest.prepare(movielens.load(small_dir, "small"))
+    with open_reader(settings) as store:
+        assert store.meta().models == expected.meta.models
+
+
 def test_server_store_goes_live_with_what_the_learning_learned(tmp_path, small_dir):
     settings = settings_for(qdrant_url=f"local:{tmp_path / 'local'}")
     ingest.run(settings, "small", small_dir, progress=False)

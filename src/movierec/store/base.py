@@ -245,6 +245,7 @@ class StoreWriter(ABC):
     """
 
     user_batch: int = 1_000  # users per write_users call
+    user_batch_beside: int = 1_000  # the same while the ingest learns in another thread
 
     @abstractmethod
     def begin(self, meta: IngestMeta, user_vectors: tuple[str, ...],

@@ -400,8 +400,9 @@ class EmbeddedReader(StoreReader):
 
 class EmbeddedWriter(StoreWriter):
     # qdrant-edge holds the GIL for a whole upsert: short ones let the ingest's learning thread
-    # run between them (1,000 users of ml-1m hold it ~0.08 s). Per user, they cost the same.
-    user_batch = 100
+    # run between them (1,000 users of ml-1m hold it ~0.08 s; at ml-1m's size 100 cost the
+    # same per user).
+    user_batch_beside = 100
 
     def __init__(self, root: Path, keep_previous: int = 1):
         self.root = Path(root)
