@@ -82,7 +82,8 @@ def ingest_stages(data: Path, store: Path) -> dict:
     """The default ingest in this process, stage by stage: parse, prepare (validation,
     z-scores, sparse vectors, payloads, and learning), writing, and opening the store to give
     the first default answer ("ready"). Learning is also timed alone, each learned model once,
-    so "vectors" is prepare without it."""
+    so "vectors" is prepare without it. The stages run here one after the other; `movierec
+    ingest` (ingest_process) learns while it writes the users."""
     shutil.rmtree(store, ignore_errors=True)
     settings = settings_for(store)
     start = time.perf_counter()

@@ -242,8 +242,12 @@ class StoreWriter(ABC):
     """Writes one complete new version, then switches it in. Never touches the live version.
 
     The calls come in this order: begin, write_users and write_movies (each batch once, in any
-    order), counts, then commit, or abort at any point.
+    order; update_meta at any point among them), counts, then commit, or abort at any point.
+    All of them from one thread.
     """
+
+    user_batch: int = 1_000  # users per write_users call
+    user_batch_beside: int = 1_000  # the same while the ingest learns in another thread
 
     @abstractmethod
     def begin(self, meta: IngestMeta, user_vectors: tuple[str, ...],
@@ -258,6 +262,11 @@ class StoreWriter(ABC):
     @abstractmethod
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
         """Write movies [start, stop)."""
+
+    @abstractmethod
+    def update_meta(self, meta: IngestMeta) -> None:
+        """Replace the metadata given to begin: the version goes live with this one (an ingest
+        learns its models' parameters while the users are written)."""
 
     @abstractmethod
     def counts(self) -> tuple[int, int]:

@@ -137,6 +137,12 @@ def _edge_vector(vector: SparseVector) -> qe.SparseVector:
     return qe.SparseVector(vector.indices.tolist(), vector.values.tolist())
 
 
+def _written_vector(vector: SparseVector) -> qe.SparseVector:
+    # Memoryviews of the arrays: qdrant-edge reads them as fast as lists, and making the lists
+    # (tolist) costs more than that reading (ml-1m's 3.2M item weights: 0.28 s against 0.51 s).
+    return qe.SparseVector(memoryview(vector.indices), memoryview(vector.values))
+
+
 def _movie_filter(movie_filter: MovieFilter) -> qe.Filter | None:
     must: list = []
     must_not: list = []
@@ -398,6 +404,11 @@ class EmbeddedReader(StoreReader):
 
 
 class EmbeddedWriter(StoreWriter):
+    # qdrant-edge holds the GIL for a whole upsert: short ones let the ingest's learning thread
+    # run between them (1,000 users of ml-1m hold it ~0.08 s; at ml-1m's size 100 cost the
+    # same per user).
+    user_batch_beside = 100
+
     def __init__(self, root: Path, keep_previous: int = 1):
         self.root = Path(root)
         self.keep_previous = keep_previous
@@ -462,11 +473,15 @@ class EmbeddedWriter(StoreWriter):
         assert self._movies is not None
         points = []
         for movie_id, vectors, payload in movie_rows(movies, start, stop):
-            points.append(qe.Point(movie_id, {n: _edge_vector(v) for n, v in vectors.items()},
+            points.append(qe.Point(movie_id, {n: _written_vector(v) for n, v in vectors.items()},
                                    payload))
             for name, vector in vectors.items():
                 self._movie_rows.setdefault(name, []).append((movie_id, vector))
         self._movies.update(qe.UpdateOperation.upsert_points(points))
+
+    def update_meta(self, meta: IngestMeta) -> None:
+        assert self.version
+        self._meta = meta.with_version(self.version)  # written at commit
 
     def counts(self) -> tuple[int, int]:
         assert self._users is not None and self._movies is not None

@@ -508,6 +508,14 @@ class ServerWriter(StoreWriter):
         ]
         self._call(self.client.upsert, self._movies, points=points, wait=self._wait)
 
+    def update_meta(self, meta: IngestMeta) -> None:
+        assert self.version
+        # Every key of to_dict replaced (Qdrant merges a metadata update key by key); readers
+        # see these collections only once the aliases move to them.
+        metadata = meta.with_version(self.version).to_dict()
+        for name in (self._users, self._movies):
+            self._call(self.client.update_collection, name, metadata=metadata)
+
     def counts(self) -> tuple[int, int]:
         return (
             self._call(self.client.count, self._users, exact=True).count,

@@ -337,19 +337,29 @@ def learn_item_weights(
         raise ValueError("dropout must be in [0, 1)")
     x = weighted_interactions(interactions, rating_weights, user_norm)
     g = gram_matrix(x, dtype)
-    penalty = l2 + dropout / (1.0 - dropout) * np.diag(g).astype(np.float64)
+    del x
+    diagonal = np.diag(g).astype(np.float64)
+    penalty = l2 + dropout / (1.0 - dropout) * diagonal
     rows = zero_diagonal_rows(g, penalty, dtype)  # row j: movie j's vector
+    # Without a refit only G's diagonal is used from here on: dropping G (and the low-pass
+    # term once added) takes two n x n matrices off the peak (ml-1m: 299 -> 215 MiB), which
+    # the ingest spends on writing the users meanwhile.
+    refit = top_m is not None
+    if not refit:
+        del g
     low = None
     if lowpass_weight and lowpass_rank:
         low = lowpass_rows(interactions, lowpass_rank, dtype)
         low *= lowpass_weight * np.abs(rows).mean() / max(np.abs(low).mean(), 1e-30)
         rows += low
+        if not refit:
+            low = None
     weights: np.ndarray | sp.spmatrix = rows.T
-    if top_m is not None:
+    if refit:
         weights = _refit_on_support(g, penalty, keep_top_per_column(rows.T, top_m).tocsc(),
                                     None if low is None else low.T)
     elif prune_m is not None:
-        weights = prune_rows(rows, prune_m, np.sqrt(np.diag(g).astype(np.float64))).T
+        weights = prune_rows(rows, prune_m, np.sqrt(diagonal)).T
     params = {
         "l2": l2,
         "dropout": dropout,
