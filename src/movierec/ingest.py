@@ -28,10 +28,10 @@ from movierec.vectors import RatingStats, UserVectors, user_vectors
 
 MOVIE_BATCH = 2_000
 LEARNING_THREAD = "movierec-learning"  # the thread that learns while the users are written
-# Up to this many ratings `run` learns while it writes the users. Past it, the users' shard
-# (~45 bytes a rating in memory) would add to the learning's peak instead of following it
-# (25M ratings: 113 s within 4.3 GiB instead of 156 s within 3.2 GiB), so larger sets learn
-# first and write after. ml-1m: the same peak either way, 1 s sooner.
+# Up to this many ratings `run` learns while it writes the users (ml-1m: no higher peak).
+# Past it, the users' shard (~45 bytes a rating in memory) would add to the learning's peak
+# instead of following it (25M ratings, one run each: 113 s within 4.3 GiB instead of 156 s
+# within 3.2 GiB), so larger sets learn first and write after.
 OVERLAP_MAX_RATINGS = 2_000_000
 
 
