@@ -59,6 +59,15 @@ def settings_for(**overrides) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def small_dir(tmp_path_factory) -> Path:
+    """A small generated dataset (300 users, 120 movies, 9,000 ratings) in ml-1m's format."""
+    from movierec import synthetic
+
+    data = synthetic.generate(n_users=300, n_movies=120, n_ratings=9_000, seed=1, name="small")
+    return synthetic.write_dat(data, tmp_path_factory.mktemp("small"))
+
+
+@pytest.fixture(scope="session")
 def ml1m_prepared(ml1m) -> ingest.Prepared:
     return ingest.prepare(ml1m, REGISTRY.unlearned())
 

@@ -24,16 +24,19 @@ from tests.conftest import settings_for
 
 
 @pytest.fixture(scope="module")
-def small_dir(tmp_path_factory) -> Path:
-    data = synthetic.generate(n_users=300, n_movies=120, n_ratings=9_000, seed=1, name="small")
-    return synthetic.write_dat(data, tmp_path_factory.mktemp("small"))
-
-
-@pytest.fixture(scope="module")
 def learning_dir(tmp_path_factory) -> Path:
     """3,000 movies: learning them takes seconds, longer than writing the 8,000 users."""
     data = synthetic.generate(n_users=8_000, n_movies=3_000, n_ratings=800_000, seed=7)
     return synthetic.write_dat(data, tmp_path_factory.mktemp("learning"))
+
+
+def small_version_live(tmp_path: Path, small_dir: Path):
+    """An embedded store whose live version is `small_dir` (no learned model): its root, its
+    settings and that ingest's report."""
+    root = tmp_path / "q"
+    settings = settings_for(qdrant_path=root)
+    return root, settings, ingest.run(settings, "small", small_dir, progress=False,
+                                      models=REGISTRY.unlearned())
 
 
 def wait_for_new_version(root: Path, proc: subprocess.Popen | None = None) -> None:
@@ -95,10 +98,7 @@ def test_server_store_goes_live_with_what_the_learning_learned(tmp_path, small_d
 def test_learning_failing_while_users_are_written_leaves_the_previous_version_live(
     tmp_path, small_dir, learning_dir
 ):
-    root = tmp_path / "q"
-    settings = settings_for(qdrant_path=root)
-    live = ingest.run(settings, "small", small_dir, progress=False,
-                      models=REGISTRY.unlearned())
+    root, settings, live = small_version_live(tmp_path, small_dir)
     import movierec.training.item  # noqa: F401 (imported here: the fault must not hit an import)
 
     hit = []
@@ -129,10 +129,7 @@ def test_learning_failing_while_users_are_written_leaves_the_previous_version_li
 def test_interrupt_while_learning_and_writing_users_leaves_the_previous_version_live(
     tmp_path, small_dir, learning_dir
 ):
-    root = tmp_path / "q"
-    settings = settings_for(qdrant_path=root)
-    live = ingest.run(settings, "small", small_dir, progress=False,
-                      models=REGISTRY.unlearned())
+    root, settings, live = small_version_live(tmp_path, small_dir)
     proc = subprocess.Popen(
         [sys.executable, "-m", "movierec.cli", "ingest", "--data", str(learning_dir)],
         env={**os.environ, "QDRANT_PATH": str(root), "QDRANT_URL": "", "MOVIELENS_DIR": ""},

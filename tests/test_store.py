@@ -23,12 +23,6 @@ QUERY = {1: 1.0, 2: 1.0, 3: -1.0, 5: 1.0}
 
 
 @pytest.fixture(scope="module")
-def small_dir(tmp_path_factory) -> Path:
-    data = synthetic.generate(n_users=300, n_movies=120, n_ratings=9_000, seed=1, name="small")
-    return synthetic.write_dat(data, tmp_path_factory.mktemp("small"))
-
-
-@pytest.fixture(scope="module")
 def big_dir(tmp_path_factory) -> Path:
     """Big enough that writing takes a while, so an ingest can be killed in the middle."""
     data = synthetic.generate(n_users=40_000, n_movies=3_000, n_ratings=3_000_000, seed=2)

@@ -110,11 +110,7 @@ def query_weight(rating: float, scale: str, rating_weights: Mapping[str, float] 
         return float(rating)
     if rating < schema.LIKED_STARS:
         return -1.0
-    if not rating_weights:
-        return 1.0
-    stars = np.array(sorted(float(s) for s in rating_weights), dtype=np.float64)
-    values = [rating_weights[k] for k in sorted(rating_weights, key=float)]
-    return float(np.interp(rating, stars, values))
+    return float(_like_weights(np.array([rating], dtype=np.float64), rating_weights)[0])
 
 
 def query_weights(ratings: np.ndarray, scale: str,

@@ -99,9 +99,7 @@ def _exact_scores(query: SparseVector, block: NeighborBlock, threshold: float | 
     values = block.values[at].astype(np.float64)
     if threshold is not None:
         liked = values >= threshold
-        per_row = np.bincount(row, weights=liked, minlength=len(block))
-        # As vectors.liked_vectors stored them: computed in float64, kept as float32.
-        scale = (1.0 / np.sqrt(np.maximum(per_row, 1))).astype(np.float32).astype(np.float64)
+        scale = _liked_scale(np.bincount(row, weights=liked, minlength=len(block)))
         values = np.where(liked, scale[row], 0.0)
     return np.bincount(row, weights=query_values_at(query, indices) * values,
                        minlength=len(block))
@@ -117,14 +115,18 @@ def _exact_liked_scores(query: SparseVector, block: NeighborBlock) -> np.ndarray
     magnitude = np.abs(query.values)
     if not magnitude.size or magnitude.min() != magnitude.max() or not magnitude[0] > 0:
         return None
-    # As vectors.liked_vectors stored them: computed in float64, kept as float32.
-    scale = (1.0 / np.sqrt(np.maximum(block.liked, 1))).astype(np.float32).astype(np.float64)
-    unit = float(magnitude[0]) * scale
+    unit = float(magnitude[0]) * _liked_scale(block.liked)
     ratio = block.scores / unit
     count = np.rint(ratio)
     if np.abs(ratio - count).max(initial=0.0) > 0.05:
         return None
     return count * unit
+
+
+def _liked_scale(liked_counts: np.ndarray) -> np.ndarray:
+    """Each row's value in the liked vectors, 1/sqrt(its liked count), as vectors.liked_vectors
+    stored it: computed in float64, kept as float32 (returned as float64)."""
+    return (1.0 / np.sqrt(np.maximum(liked_counts, 1))).astype(np.float32).astype(np.float64)
 
 
 def query_values_at(query: SparseVector, indices: np.ndarray) -> np.ndarray:
