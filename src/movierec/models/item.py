@@ -141,59 +141,42 @@ def _like_weights(stars: np.ndarray, rating_weights: Mapping[str, float] | None)
 def explanations(catalog: MovieCatalog, query: SparseVector,
                  vectors: list[SparseVector | None]) -> list[dict]:
     """For each answer, which of the person's movies pulled it up most (their share of its
-    score): the weight of each rated movie in each answer's vector, found by a binary search of
-    the rated movies in each answer's (sorted) indices."""
-    empty = {"text": "", "movies": []}
-    out = [dict(empty) for _ in vectors]
+    score): the weight of each liked movie in each answer's vector (`weights_at`)."""
+    out = [{"text": "", "movies": []} for _ in vectors]
     # Only liked movies with a positive weight "pulled it up" (a dislike can push others up too,
     # through a negative weight, but "because you disliked" reads as nonsense).
     liked = query.values > 0
-    movies, values = query.indices[liked], query.values[liked].astype(np.float64)
+    movies = query.indices[liked]
     if not movies.size:
         return out
     rows = [k for k, v in enumerate(vectors) if v is not None and len(v)]
     if not rows:
         return out
-    # (answers, liked movies): each answer's weight from each liked movie, 0 where it has none;
-    # the answers' vectors laid end to end, each index looked up among the liked movies at once.
-    lengths = [len(vectors[k]) for k in rows]
-    indices = np.concatenate([vectors[k].indices for k in rows])
-    slot = _slots(movies, indices)
-    hit = np.flatnonzero(slot >= 0)
-    weight = np.zeros((len(rows), movies.size))
-    if hit.size:
-        ends = np.cumsum(np.array(lengths))
-        weight[np.searchsorted(ends, hit, side="right"), slot.take(hit)] = np.concatenate(
-            [vectors[k].values for k in rows]).take(hit)
-    contribution = weight * values
+    contribution = weights_at([vectors[k] for k in rows], movies)
+    contribution *= query.values[liked].astype(np.float64)
     order = np.argsort(-contribution, axis=1, kind="stable")[:, :3]  # ties: lower movie id
     pulled = contribution[np.arange(len(rows))[:, None], order] > 0
-    ids = movies[order].tolist()
-    titles = {}
-    for k, top, keep in zip(rows, ids, pulled.tolist()):
+    titles: dict[int, str | None] = {}
+    for k, top, keep in zip(rows, movies[order].tolist(), pulled.tolist()):
         top = [m for m, ok in zip(top, keep) if ok]
-        named = []
         for m in top:
             if m not in titles:
                 movie = catalog.get(m)
                 titles[m] = movie.title if movie is not None else None
-            if titles[m] is not None:
-                named.append(titles[m])
+        named = [titles[m] for m in top if titles[m] is not None]
         if named:
             out[k] = {"text": "because you liked " + _joined(named), "movies": top}
     return out
 
 
-def _slots(movies: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Each of `indices`' position in the sorted `movies`, -1 where it is not one of them: a
-    table by movie id while that is small next to `indices`, else a binary search."""
-    top = max(int(movies[-1]), int(indices.max())) + 1
-    if top <= 4 * indices.size + 4096:
-        table = np.full(top, -1, dtype=np.int64)
-        table[movies] = np.arange(movies.size)
-        return table.take(indices)
-    pos = np.minimum(np.searchsorted(movies, indices), movies.size - 1)
-    return np.where(movies.take(pos) == indices, pos, -1)
+def weights_at(vectors: list[SparseVector], movies: np.ndarray) -> np.ndarray:
+    """(len(vectors), movies.size) float64: each vector's value at each of the sorted `movies`,
+    0 where it has none; a binary search of the movies in each vector's sorted indices."""
+    out = np.zeros((len(vectors), movies.size))
+    for row, v in zip(out, vectors):
+        at = np.minimum(v.indices.searchsorted(movies), v.indices.size - 1)
+        row[:] = np.where(v.indices[at] == movies, v.values[at], 0.0)
+    return out
 
 
 def _top_shared(query: SparseVector, vector: SparseVector | None, positive_query_only: bool,

@@ -15,6 +15,7 @@ Versions that are neither live nor locked are garbage, left by a finished or kil
 from __future__ import annotations
 
 import json
+import operator
 import shutil
 import threading
 import time
@@ -137,6 +138,17 @@ def _edge_vector(vector: SparseVector) -> qe.SparseVector:
     return qe.SparseVector(vector.indices.tolist(), vector.values.tolist())
 
 
+_ID = operator.attrgetter("id")
+_SCORE = operator.attrgetter("score")
+
+
+def _ids_and_scores(points: list) -> tuple[np.ndarray, np.ndarray]:
+    """The found points' ids (int64) and scores (float64), in their order."""
+    n = len(points)
+    return (np.fromiter(map(_ID, points), dtype=np.int64, count=n),
+            np.fromiter(map(_SCORE, points), dtype=np.float64, count=n))
+
+
 def _written_vector(vector: SparseVector) -> qe.SparseVector:
     # Memoryviews of the arrays: qdrant-edge reads them as fast as lists, and making the lists
     # (tolist) costs more than that reading (ml-1m's 3.2M item weights: 0.28 s against 0.51 s).
@@ -196,7 +208,7 @@ class _OpenVersion:
             return None
         return csr.rows_of(self.vectors, user_ids)
 
-    def block(self, user_ids: list[int], scores: list[float]) -> NeighborBlock | None:
+    def block(self, user_ids, scores) -> NeighborBlock | None:
         """These users' rows of users.csr as one NeighborBlock (ranges, no copies); None if one
         is missing."""
         pos = csr.positions(self.vectors, user_ids) if self.vectors is not None else None
@@ -334,8 +346,7 @@ class EmbeddedReader(StoreReader):
 
         with self._mutex:
             if live.vectors is not None:
-                points = live.users.query(request(False))
-                block = live.block([int(p.id) for p in points], [p.score for p in points])
+                block = live.block(*_ids_and_scores(live.users.query(request(False))))
                 if block is not None:
                     return block
             # No users.csr (or it lacks a user): the engine returns the vectors itself.
@@ -381,9 +392,7 @@ class EmbeddedReader(StoreReader):
             return live.movies.query(request)
 
     def similar_movie_ids(self, query, limit, movie_filter) -> tuple[np.ndarray, np.ndarray]:
-        points = self._movie_search(query, limit, movie_filter, False)
-        return (np.fromiter((p.id for p in points), dtype=np.int64, count=len(points)),
-                np.fromiter((p.score for p in points), dtype=np.float64, count=len(points)))
+        return _ids_and_scores(self._movie_search(query, limit, movie_filter, False))
 
     def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
         points = self._movie_search(query, limit, movie_filter, with_vectors)
