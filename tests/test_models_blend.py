@@ -11,6 +11,8 @@ from movierec import recommend
 from movierec.errors import QueryError
 from movierec.models import REGISTRY
 from movierec.models.blend import shares
+from movierec.store import MovieFilter
+from movierec.vectors import SparseVector
 
 pytestmark = pytest.mark.ml1m
 
@@ -77,6 +79,26 @@ def test_a_dislike_sinks_the_movies_most_like_it(store):
         store, {**liked, 1196: 1.0}, limit=100, scale="stars", model="blend").items}
     assert 1210 in base  # Return of the Jedi, for a Star Wars fan
     assert disliked.get(1210, -np.inf) < base[1210]
+
+
+def test_a_dislike_lowers_only_the_movies_its_search_returns(store):
+    # The penalty comes from one item-vector search of dislike_candidates + limit + rated movies.
+    ratings = {260: 5.0, 2571: 5.0, 1196: 1.0}
+
+    def scores(**params):
+        return {r.movie.movie_id: r.score for r in recommend.recommend(
+            store, ratings, limit=100, scale="stars", model="blend", **params).items}
+
+    unpenalized = scores(dislike_weight=0.0)
+    dislike = SparseVector(np.array([1196], dtype=np.uint32), np.ones(1, dtype=np.float32))
+    lowered = {}
+    for extra in (0, 20, 100):
+        got = scores(dislike_candidates=extra)
+        fetched, _ = store.similar_movie_ids(dislike, extra + 100 + len(ratings), MovieFilter())
+        lowered[extra] = {m for m in set(got) & set(unpenalized) if got[m] < unpenalized[m]}
+        assert lowered[extra] and lowered[extra] <= set(fetched.tolist())
+    assert lowered[0] < lowered[20] < lowered[100]
+    assert REGISTRY.get("blend").params["dislike_candidates"] == 20
 
 
 def test_only_dislikes_get_well_rated_popular_movies_unlike_them(store):
