@@ -20,7 +20,7 @@ import numpy as np
 from bench import tutorial_baseline as tb
 from bench.floor import Floor
 from bench.measure import ROOT, run_process
-from harness.latency import over, repeat
+from harness.latency import interleaved, interleaved_over, over, repeat
 from harness.queries import TUTORIAL_RATINGS, popular_pool, random_people
 from movierec import ingest, movielens, recommend
 from movierec.models import REGISTRY
@@ -228,20 +228,25 @@ def run_answers(data: Path, store: Path, default: str, names: list[str], n: int,
         answers = {DEFAULT: _answer(reader, None)} | {m: _answer(reader, m) for m in names}
         pool = popular_pool(reader.catalog())
         people = random_people(pool, n_random, np.random.default_rng(7))
-        tq = {label: repeat(lambda fn=fn: fn(TUTORIAL_RATINGS), n).summary()
-              for label, fn in answers.items()}
+        # Every model, the floor and the engine take turns (10 rounds each): their ratios come
+        # from the same minutes. The tutorial's own pipeline (0.5 s a call) is timed apart.
+        q_idx, q_val = _arrays(TUTORIAL_RATINGS)
+        query = query_vector(TUTORIAL_RATINGS)
+        tq_fns = {label: (lambda fn=fn: fn(TUTORIAL_RATINGS)) for label, fn in answers.items()}
+        tq_fns["floor inverted"] = lambda: floor.recommend(q_idx, q_val)
+        tq_fns["floor brute"] = lambda: floor.recommend(q_idx, q_val, inverted=False)
+        tq_fns["engine"] = lambda: reader.similar_users(query, 25)
+        timed = interleaved(tq_fns, n)
+        tq = {label: timed[label].summary() for label in answers}
         tq["tutorial pipeline"] = repeat(lambda: tb.recommend(client, movies, TUTORIAL_RATINGS),
                                          n_tutorial, warmup=1).summary()
-        q_idx, q_val = _arrays(TUTORIAL_RATINGS)
-        tq["floor inverted"] = repeat(lambda: floor.recommend(q_idx, q_val), n).summary()
-        tq["floor brute"] = repeat(lambda: floor.recommend(q_idx, q_val, inverted=False),
-                                   n).summary()
-        query = query_vector(TUTORIAL_RATINGS)
-        tq["engine"] = repeat(lambda: reader.similar_users(query, 25), n).summary()
+        for label in ("floor inverted", "floor brute", "engine"):
+            tq[label] = timed[label].summary()
         out["tutorial_query_ms"] = tq
-        rq = {label: over(fn, people).summary() for label, fn in answers.items()}
-        rq["floor inverted"] = over(lambda q: floor.recommend(*_arrays(q)), people).summary()
-        out["random_people_ms"] = rq
+        rq_fns = dict(answers)
+        rq_fns["floor inverted"] = lambda q: floor.recommend(*_arrays(q))
+        out["random_people_ms"] = {label: s.summary()
+                                   for label, s in interleaved_over(rq_fns, people).items()}
         out["new_person_ms"] = {
             k: over(answers[DEFAULT], random_people(pool, n_people, np.random.default_rng(k),
                                                     most=k, least=k)).summary()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,3 +68,41 @@ def over(fn: Callable[[object], object], inputs: list, warmup: int = 20) -> Samp
         fn(x)
         samples.add(time.perf_counter() - start)
     return samples
+
+
+def interleaved(fns: Mapping[str, Callable[[], object]], n: int, rounds: int = 10,
+                warmup: int = 3) -> dict[str, Samples]:
+    """`repeat` for several fns that are to be compared: each runs n times in all, in `rounds`
+    turns of n / rounds calls, the fns taking turns within every round. On a shared machine a
+    slow minute then falls on every fn alike, and their ratios hold."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    out = {label: Samples() for label in fns}
+    for _ in range(rounds):
+        for label, fn in fns.items():
+            samples = out[label]
+            for _ in range(max(1, n // rounds)):
+                start = time.perf_counter()
+                fn()
+                samples.add(time.perf_counter() - start)
+    return out
+
+
+def interleaved_over(fns: Mapping[str, Callable[[object], object]], inputs: list,
+                     rounds: int = 10, warmup: int = 20) -> dict[str, Samples]:
+    """`over` for several fns: the inputs in `rounds` slices, every fn taking each slice in
+    turn (one timed call per input and fn)."""
+    for fn in fns.values():
+        for x in inputs[:warmup]:
+            fn(x)
+    out = {label: Samples() for label in fns}
+    size = -(-len(inputs) // rounds) if inputs else 1
+    for first in range(0, len(inputs), size):
+        for label, fn in fns.items():
+            samples = out[label]
+            for x in inputs[first:first + size]:
+                start = time.perf_counter()
+                fn(x)
+                samples.add(time.perf_counter() - start)
+    return out
