@@ -13,6 +13,7 @@ from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.errors import NotServedError, QueryError
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
+from movierec.models.neighbors import query_values_at
 from movierec.store import MovieFilter, StoreReader
 from movierec.vectors import SparseVector
 
@@ -171,12 +172,8 @@ def explanations(catalog: MovieCatalog, query: SparseVector,
 
 def weights_at(vectors: list[SparseVector], movies: np.ndarray) -> np.ndarray:
     """(len(vectors), movies.size) float64: each vector's value at each of the sorted `movies`,
-    0 where it has none; a binary search of the movies in each vector's sorted indices."""
-    out = np.zeros((len(vectors), movies.size))
-    for row, v in zip(out, vectors):
-        at = np.minimum(v.indices.searchsorted(movies), v.indices.size - 1)
-        row[:] = np.where(v.indices[at] == movies, v.values[at], 0.0)
-    return out
+    0 where it has none (neighbors.query_values_at, one vector at a time)."""
+    return np.stack([query_values_at(v, movies) for v in vectors])
 
 
 def _top_shared(query: SparseVector, vector: SparseVector | None, positive_query_only: bool,
