@@ -200,6 +200,39 @@ def test_item_model_query_weights_at_once_are_each_ratings_weight(store):
             query_weight(float(r), scale, w) for r in ratings]
 
 
+def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
+    """Both lookups against a dense copy: vectors of every size (none, one weight, many; the
+    largest u32 id), movies present in some, none or all of them; query_values_at by its table
+    and by its binary search."""
+    from movierec.models.item import weights_at
+    from movierec.models.neighbors import query_values_at
+    from movierec.vectors import SparseVector
+
+    rng = np.random.default_rng(5)
+    top = 5_000
+    vectors = [SparseVector(np.sort(rng.choice(top, n, replace=False)).astype(np.uint32),
+                            rng.standard_normal(n).astype(np.float32)) for n in (1_024, 0, 1, 300)]
+    vectors.append(SparseVector(np.array([7, 2**32 - 1], dtype=np.uint32),
+                                np.array([0.5, -2.0], dtype=np.float32)))
+    dense = np.zeros((len(vectors), top + 1))
+    for row, v in zip(dense, vectors[:-1]):
+        row[v.indices] = v.values
+    movies = np.unique(np.concatenate([vectors[0].indices[::97], [7, 11, top]])).astype(np.uint32)
+    expected = dense[:, movies]
+    expected[-1] = np.where(movies == 7, 0.5, 0.0)
+    got = weights_at(vectors, movies)
+    assert got.dtype == np.float64 and got.shape == (5, movies.size)
+    assert got.tolist() == expected.tolist()
+    assert weights_at([vectors[1]], movies).tolist() == [[0.0] * movies.size]
+    assert weights_at(vectors, np.empty(0, np.uint32)).shape == (5, 0)
+    big = rng.integers(0, top + 1, 2_000).astype(np.uint32)  # the table's side
+    for v, row in zip(vectors[:-1], dense):
+        for at in (movies, big):
+            assert query_values_at(v, at).tolist() == row[at].tolist()
+    assert query_values_at(vectors[-1], np.array([7, 2**32 - 1, 3], np.uint32)).tolist() == [
+        0.5, -2.0, 0.0]
+
+
 # --- user-knn --------------------------------------------------------------------------------
 
 

@@ -13,7 +13,6 @@ from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.errors import NotServedError, QueryError
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
-from movierec.models.neighbors import query_values_at
 from movierec.store import MovieFilter, StoreReader
 from movierec.vectors import SparseVector
 
@@ -172,8 +171,27 @@ def explanations(catalog: MovieCatalog, query: SparseVector,
 
 def weights_at(vectors: list[SparseVector], movies: np.ndarray) -> np.ndarray:
     """(len(vectors), movies.size) float64: each vector's value at each of the sorted `movies`,
-    0 where it has none (neighbors.query_values_at, one vector at a time)."""
-    return np.stack([query_values_at(v, movies) for v in vectors])
+    0 where it has none.
+
+    One binary search for all of them: the vectors laid end to end, vector k's indices offset
+    by k * 2^32 (indices are u32), so the keys are sorted and (k, movie) is found at its key.
+    A dozen array operations whatever the number of vectors, where a search per vector
+    (neighbors.query_values_at) makes five per vector: 8 answers of 1,024 weights, 11 movies,
+    72 us against 99."""
+    count = len(vectors)
+    if not count or not movies.size:
+        return np.zeros((count, movies.size))
+    sizes = np.fromiter(map(len, vectors), dtype=np.int64, count=count)
+    offsets = np.arange(count, dtype=np.int64) << 32
+    keys = np.concatenate([v.indices for v in vectors]).astype(np.int64)
+    if not keys.size:
+        return np.zeros((count, movies.size))
+    keys += np.repeat(offsets, sizes)
+    values = np.concatenate([v.values for v in vectors])
+    wanted = (offsets[:, None] + movies.astype(np.int64)).ravel()
+    at = np.minimum(keys.searchsorted(wanted), keys.size - 1)
+    found = values[at].astype(np.float64)
+    return np.where(keys[at] == wanted, found, 0.0).reshape(count, movies.size)
 
 
 def _top_shared(query: SparseVector, vector: SparseVector | None, positive_query_only: bool,

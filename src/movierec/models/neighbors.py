@@ -131,11 +131,16 @@ def _liked_scale(liked_counts: np.ndarray) -> np.ndarray:
 
 def query_values_at(query: SparseVector, indices: np.ndarray) -> np.ndarray:
     """The query's value at each of `indices` (0 where it has none), in float64: one lookup in
-    a table by movie id while that table is small next to `indices`, else a binary search."""
+    a table by movie id while that table is small next to `indices`, else a binary search.
+
+    The table costs about its size (movie ids up to the query's largest), the search about
+    `indices` times the log of the query's size: at ml-1m's 3,953 ids the search is faster up
+    to a few hundred indices (an explanation's handful of liked movies in a 1,024-weight answer
+    vector: 11 us against 17), the table past them (a neighbour block's thousands of ratings)."""
     if not query.indices.size:
         return np.zeros(indices.size)
     top = int(query.indices[-1]) + 1
-    if top <= 4 * indices.size + 4096:
+    if top <= 16 * indices.size:
         table = np.zeros(top)
         table[query.indices] = query.values
         return np.where(indices < top, table[np.minimum(indices, top - 1)], 0.0)
