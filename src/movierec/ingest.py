@@ -283,6 +283,7 @@ def write(writer: StoreWriter, prepared: Prepared, progress: bool = True,
                 stop = min(start + batch, n_users)
                 writer.write_users(prepared.users, start, stop)
                 bar.update(stop - start)
+            writer.users_written()  # while the learning runs, if it still does
             if learner is not None:
                 bar.set_description("learning")
                 Learning.apply(prepared, learner.result())

@@ -242,8 +242,9 @@ class StoreWriter(ABC):
     """Writes one complete new version, then switches it in. Never touches the live version.
 
     The calls come in this order: begin, write_users and write_movies (each batch once, in any
-    order; update_meta at any point among them), counts, then commit, or abort at any point.
-    All of them from one thread.
+    order; update_meta at any point among them; users_written once after the last write_users,
+    when every user is written before the first write_movies), counts, then commit, or abort at
+    any point. All of them from one thread.
     """
 
     user_batch: int = 1_000  # users per write_users call
@@ -262,6 +263,10 @@ class StoreWriter(ABC):
     @abstractmethod
     def write_movies(self, movies: MoviePoints, start: int, stop: int) -> None:
         """Write movies [start, stop)."""
+
+    def users_written(self) -> None:
+        """Every user is written: a writer may finish their side now (the ingest calls it while
+        it waits for the learning, before the movies). No more write_users calls follow."""
 
     @abstractmethod
     def update_meta(self, meta: IngestMeta) -> None:

@@ -433,6 +433,7 @@ class EmbeddedWriter(StoreWriter):
         self._written = 0
         # The movies' vectors written, by vector name, for movies.<name>.csr.
         self._movie_rows: dict[str, list[tuple[int, SparseVector]]] = {}
+        self._user_count: int | None = None  # once the users' shard is flushed and closed
 
     @property
     def _path(self) -> Path:
@@ -488,25 +489,40 @@ class EmbeddedWriter(StoreWriter):
                 self._movie_rows.setdefault(name, []).append((movie_id, vector))
         self._movies.update(qe.UpdateOperation.upsert_points(points))
 
+    def users_written(self) -> None:
+        """The users' shard flushed, counted and closed, and users.csr saved: off the ingest's
+        critical path, while the learning runs (ml-1m: ~0.2 s of the commit)."""
+        assert self._users is not None and self._meta is not None
+        self._finish_users()
+
+    def _finish_users(self) -> None:
+        assert self._users is not None and self._meta is not None
+        self._users.flush()
+        self._user_count = self._users.count(qe.CountRequest(exact=True))
+        self._users.close()
+        self._users = None
+        if self._ratings is not None and self._written == len(self._ratings) == self._meta.users:
+            csr.save(self._path / CSR, self._ratings)
+
     def update_meta(self, meta: IngestMeta) -> None:
         assert self.version
         self._meta = meta.with_version(self.version)  # written at commit
 
     def counts(self) -> tuple[int, int]:
-        assert self._users is not None and self._movies is not None
-        return (
-            self._users.count(qe.CountRequest(exact=True)),
-            self._movies.count(qe.CountRequest(exact=True)),
-        )
+        assert self._movies is not None
+        users = self._user_count
+        if users is None:
+            assert self._users is not None
+            users = self._users.count(qe.CountRequest(exact=True))
+        return users, self._movies.count(qe.CountRequest(exact=True))
 
     def commit(self) -> None:
-        assert self._users is not None and self._movies is not None and self._meta is not None
-        for shard in (self._users, self._movies):
-            shard.flush()
-            shard.close()
-        self._users = self._movies = None
-        if self._ratings is not None and self._written == len(self._ratings) == self._meta.users:
-            csr.save(self._path / CSR, self._ratings)
+        assert self._movies is not None and self._meta is not None
+        if self._users is not None:
+            self._finish_users()
+        self._movies.flush()
+        self._movies.close()
+        self._movies = None
         for name, found in self._movie_rows.items():
             ids = [movie_id for movie_id, _ in found]
             if len(set(ids)) == len(ids):  # each movie written once: the file is the shard's
