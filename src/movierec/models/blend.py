@@ -28,7 +28,7 @@ from movierec.vectors import SparseVector
 _PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-SCHEDULE = ((1, 0.33, 0.75, 1.0), (2, 0.15, 0.75, 2.0), (3, 0.05, 0.75, 2.0), (5, 0.05, 0.6, 2.0),
+SCHEDULE = ((1, 0.33, 0.75, 1.0), (2, 0.15, 0.9, 2.0), (3, 0.15, 0.9, 1.0), (5, 0.05, 0.75, 2.0),
             (10, 0.01, 0.6, 1.0), (20, 0.01, 0.4, 1.0), (50, 0.01, 0.4, 1.0))
 
 

@@ -52,7 +52,7 @@ class ItemModel(Model):
             found = [hit for hit in found if hit.movie_id not in excluded][: ask.limit]
         found = [hit for hit in found if hit.score > 0]
         # The explanations need the answers' weight vectors: fetched for those few movies only
-        # (each holds up to 1,024 weights; asking the search for all of them cost 2 ms).
+        # (each holds up to 768 weights; asking the search for all of them cost 2 ms).
         vectors = store.movie_vectors([hit.movie_id for hit in found]) if found else {}
         catalog = store.catalog()
         whys = explanations(catalog, query, [vectors.get(hit.movie_id) for hit in found])

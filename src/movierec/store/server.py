@@ -236,7 +236,7 @@ def _switch_operations(aliases: dict[str, str], live: str, previous: list[str]) 
 # out QDRANT_TIMEOUT again: in an outage requests get their 503 in milliseconds, not seconds,
 # and do not pile up behind each other. Then the next call tries Qdrant again.
 FAIL_FAST_SECONDS = 2.0
-# Item vectors kept per reader (at most 1,024 weights each, so 2,000 of them take ~16 MB).
+# Item vectors kept per reader (at most 768 weights each, so 2,000 of them take ~12 MB).
 MOVIE_VECTOR_CACHE = 2_000
 
 
