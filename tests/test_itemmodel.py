@@ -156,3 +156,34 @@ def test_the_served_model_prunes_each_movie_vector_to_its_budget(monkeypatch):
         # the kept weights are the movie's largest by |w| * sqrt(G_ii)
         key = np.abs(full[:, j]) * reach
         assert set((indices - 1).tolist()) == set(np.argsort(-key)[:4].tolist())
+
+
+def test_a_large_catalog_gets_the_smaller_budget_pruned_the_same_way(monkeypatch):
+    """Past SERVED_SMALL_UP_TO movies each vector keeps SERVED_PRUNE_M_LARGE weights, chosen
+    as on a small catalog (prune_rows), not re-fitted."""
+    r = _ratings(6, n_users=80, n_movies=12)
+    monkeypatch.setattr(itemmodel, "SERVED_PRUNE_M", 6)
+    monkeypatch.setattr(itemmodel, "SERVED_PRUNE_M_LARGE", 3)
+    small = itemmodel.served_item_model(r)
+    monkeypatch.setattr(itemmodel, "SERVED_SMALL_UP_TO", 11)
+    large = itemmodel.served_item_model(r)
+    assert [len(i) for _, i, _ in small.movie_vectors(np.arange(1, 13))] == [6] * 12
+    assert [len(i) for _, i, _ in large.movie_vectors(np.arange(1, 13))] == [3] * 12
+    assert large.params["prune_m"] == 3 and large.params["top_m"] is None
+    direct = itemmodel.learn_item_weights(r, **itemmodel.ITEM_MODEL_DEFAULTS, prune_m=3)
+    assert (large.weights != direct.weights).nnz == 0
+
+
+def test_the_gram_matrix_split_over_two_threads_is_the_same_matrix(monkeypatch):
+    """Large inputs compute the light users' product as two halves of its rows in two threads:
+    the same entries, bit for bit, as one product (and as the dense X^T X, to rounding)."""
+    rng = np.random.default_rng(11)
+    light = sp.random(395, 60, density=0.08, random_state=rng, format="csr", dtype=np.float64)
+    light.data = rng.choice([0.8, 1.0, 1.1], light.nnz)
+    x = sp.vstack([sp.csr_matrix(rng.random((5, 60))), light], format="csr")  # 5 heavy users
+    whole = itemmodel.gram_matrix(x, np.float32)
+    monkeypatch.setattr(itemmodel, "SPLIT_SPARSE_NNZ", 0)
+    split = itemmodel.gram_matrix(x, np.float32)
+    assert split.tobytes() == whole.tobytes()
+    dense = x.toarray()
+    np.testing.assert_allclose(split, dense.T @ dense, rtol=1e-5, atol=1e-5)
