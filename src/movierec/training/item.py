@@ -146,17 +146,21 @@ def gram_matrix(x: sp.spmatrix, dtype: type = np.float64,
 def _sparse_gram_in_two(x: sp.csr_matrix, out: np.ndarray) -> None:
     """out = X^T X, its rows [0, m) and [m, n) each a sparse product X[:, a:b]^T X in its own
     thread. Row i costs the ratings of every user of movie i (those users' sizes, summed), so m
-    splits that cost in half. Each entry sums the same terms in the same order as one product."""
+    splits that cost in half. Each entry sums the same terms in the same order as one product.
+    Memory as one product's: the two column ranges are what it converts X^T into, in halves."""
     n = x.shape[1]
     sizes = np.diff(x.indptr).astype(np.float64)
     cost = np.bincount(x.indices, weights=np.repeat(sizes, np.diff(x.indptr)), minlength=n)
     m = int(np.clip(np.searchsorted(np.cumsum(cost), cost.sum() / 2), 1, n - 1))
+    columns = x.tocsc()
+    halves = [(0, m, columns[:, :m]), (m, n, columns[:, m:])]
+    del columns
 
-    def rows(a: int, b: int) -> None:
-        (x[:, a:b].T @ x).toarray(out=out[a:b])
+    def rows(a: int, b: int, part: sp.csc_matrix) -> None:
+        (part.T @ x).toarray(out=out[a:b])
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        for done in [pool.submit(rows, 0, m), pool.submit(rows, m, n)]:
+        for done in [pool.submit(rows, *half) for half in halves]:
             done.result()
 
 
