@@ -73,20 +73,10 @@ def over(fn: Callable[[object], object], inputs: list, warmup: int = 20) -> Samp
 def interleaved(fns: Mapping[str, Callable[[], object]], n: int, rounds: int = 10,
                 warmup: int = 3) -> dict[str, Samples]:
     """`repeat` for several fns that are to be compared: each runs n times in all, in `rounds`
-    turns of n / rounds calls, the fns taking turns within every round. On a shared machine a
-    slow minute then falls on every fn alike, and their ratios hold."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    out = {label: Samples() for label in fns}
-    for _ in range(rounds):
-        for label, fn in fns.items():
-            samples = out[label]
-            for _ in range(max(1, n // rounds)):
-                start = time.perf_counter()
-                fn()
-                samples.add(time.perf_counter() - start)
-    return out
+    turns, the fns taking turns within every round (`interleaved_over` with no inputs). On a
+    shared machine a slow minute then falls on every fn alike, and their ratios hold."""
+    return interleaved_over({label: (lambda _, fn=fn: fn()) for label, fn in fns.items()},
+                            [None] * n, rounds, warmup)
 
 
 def interleaved_over(fns: Mapping[str, Callable[[object], object]], inputs: list,

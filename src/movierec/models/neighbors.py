@@ -135,8 +135,8 @@ def query_values_at(query: SparseVector, indices: np.ndarray) -> np.ndarray:
 
     The table costs about its size (movie ids up to the query's largest), the search about
     `indices` times the log of the query's size: at ml-1m's 3,953 ids the search is faster up
-    to a few hundred indices (an explanation's handful of liked movies in a 1,024-weight answer
-    vector: 11 us against 17), the table past them (a neighbour block's thousands of ratings)."""
+    to a few hundred indices (a block of a few light raters: 100 ratings, 12 us against 14),
+    the table past them (a neighbour block's thousands of ratings: 1,000, 23 us against 32)."""
     if not query.indices.size:
         return np.zeros(indices.size)
     top = int(query.indices[-1]) + 1

@@ -493,10 +493,6 @@ class EmbeddedWriter(StoreWriter):
         """The users' shard flushed, counted and closed, and users.csr saved: off the ingest's
         critical path, while the learning runs (ml-1m: ~0.2 s of the commit)."""
         assert self._users is not None and self._meta is not None
-        self._finish_users()
-
-    def _finish_users(self) -> None:
-        assert self._users is not None and self._meta is not None
         self._users.flush()
         self._user_count = self._users.count(qe.CountRequest(exact=True))
         self._users.close()
@@ -519,7 +515,7 @@ class EmbeddedWriter(StoreWriter):
     def commit(self) -> None:
         assert self._movies is not None and self._meta is not None
         if self._users is not None:
-            self._finish_users()
+            self.users_written()
         self._movies.flush()
         self._movies.close()
         self._movies = None
