@@ -169,6 +169,22 @@ def test_item_model_explains_with_the_persons_liked_movies(store):
         assert r.why["text"] == "because you liked " + _joined([titles[m] for m in r.why["movies"]])
 
 
+def test_explanations_name_the_liked_movies_adding_most_to_each_answers_score(store):
+    """Each answer's `movies` are the (up to) three liked movies whose weight in its vector adds
+    most, best first, read from the vectors themselves; a movie without a vector: zeros."""
+    answer = recommend.recommend(store, MATRIX_FANS, limit=10, model="item")
+    liked = np.array(sorted(m for m, r in MATRIX_FANS.items() if r > 0), dtype=np.uint32)
+    ids = [r.movie.movie_id for r in answer.items]
+    vectors = store.movie_vectors(ids)
+    for r in answer.items:
+        v = vectors[r.movie.movie_id]
+        weight = dict(zip(v.indices.tolist(), v.values.astype(np.float64).tolist()))
+        adds = sorted((-weight.get(m, 0.0), m) for m in liked.tolist())
+        assert r.why["movies"] == [m for w, m in adds[:3] if w < 0]
+    weights = store.movie_weights([*ids, 999_999], liked)
+    assert weights.shape == (11, liked.size) and not weights[-1].any()
+
+
 def test_item_model_dislike_pushes_similar_movies_down(store):
     """Disliking The Empire Strikes Back sinks Return of the Jedi for a Star Wars fan."""
     liked = {260: 1.0, 2571: 1.0}
@@ -201,12 +217,11 @@ def test_item_model_query_weights_at_once_are_each_ratings_weight(store):
 
 
 def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
-    """Both lookups against a dense copy: vectors of every size (none, one weight, many; the
-    largest u32 id), movies present in some, none or all of them; query_values_at by its table
-    and by its binary search."""
-    from movierec.models.item import weights_at
+    """The lookups against a dense copy: vectors of every size (none, one weight, many; the
+    largest u32 id; None: a movie without one), movies present in some, none or all of them;
+    query_values_at by its table and by its binary search."""
     from movierec.models.neighbors import query_values_at
-    from movierec.vectors import SparseVector
+    from movierec.vectors import SparseVector, weights_at
 
     rng = np.random.default_rng(5)
     top = 5_000
@@ -225,6 +240,8 @@ def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
     assert got.tolist() == expected.tolist()
     assert weights_at([vectors[1]], movies).tolist() == [[0.0] * movies.size]
     assert weights_at(vectors, np.empty(0, np.uint32)).shape == (5, 0)
+    assert weights_at([None, vectors[3]], movies).tolist() == [[0.0] * movies.size,
+                                                               expected[3].tolist()]
     big = rng.integers(0, top + 1, 2_000).astype(np.uint32)  # the table's side
     for v, row in zip(vectors[:-1], dense):
         for at in (movies, big):

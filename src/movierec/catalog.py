@@ -53,6 +53,7 @@ class MovieCatalog:
                 self._genre_matrix[row, column[g]] = True
         self._position_of: np.ndarray | None = None
         self._by_id: dict[int, Movie] | None = None
+        self.titles = {m.movie_id: m.title for m in movies}  # what explanations name
 
     @classmethod
     def from_payloads(cls, payloads: list[dict]) -> MovieCatalog:

@@ -20,9 +20,9 @@ from movierec.catalog import MovieCatalog
 from movierec.errors import QueryError
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
 from movierec.models.item import explanations, like_weights
-from movierec.models.neighbors import nearest, ranges
+from movierec.models.neighbors import nearest
 from movierec.store import MovieFilter, StoreReader
-from movierec.vectors import SparseVector
+from movierec.vectors import SparseVector, ranges
 
 # The prior of each catalog (one per live version), computed once: (ids, prior by quality).
 _PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -255,22 +255,21 @@ def _explained(store, catalog, best, scores, parts, likes, found, raters
     item_whys = {}
     if by_item and likes.size:
         query = SparseVector(likes.astype(np.uint32), np.ones(likes.size, dtype=np.float32))
-        vectors = store.movie_vectors(by_item)
-        item_whys = dict(zip(by_item, explanations(catalog, query,
-                                                   [vectors.get(m) for m in by_item])))
+        item_whys = dict(zip(by_item, explanations(store, catalog, query, by_item)))
     liked_by = raters[best].tolist() if raters is not None else [0] * len(movie_ids)
     out = []
     for row, movie_id, score, part, (popularity, item, neighbors), n in zip(
-            best.tolist(), movie_ids, scores.tolist(), lead, parts.T.tolist(), liked_by):
+            best.tolist(), movie_ids, scores.tolist(), lead, np.round(parts, 4).T.tolist(),
+            liked_by):
         movie = catalog.movie_at(row)
-        why: dict = {"parts": {"popularity": round(popularity, 4), "item": round(item, 4),
-                               "neighbors": round(neighbors, 4)}}
-        if part == 1:
-            why.update(item_whys.get(movie_id, ()))
-        if (part == 2 or (part == 1 and not why.get("text"))) and n:
-            why["text"] = f"liked by {n} of your {found} most similar users"
-        if not why.get("text"):
+        why = item_whys.get(movie_id) if part == 1 else None
+        text = why["text"] if why else ""
+        if not text and part and n:
+            text = f"liked by {n} of your {found} most similar users"
+        if not text:
             mean = "" if movie.rating_mean is None else f", {movie.rating_mean:.2g} stars on average"
-            why["text"] = f"popular: rated by {movie.rating_count:,} people{mean}"
+            text = f"popular: rated by {movie.rating_count:,} people{mean}"
+        why = {"parts": {"popularity": popularity, "item": item, "neighbors": neighbors},
+               "text": text, **({"movies": why["movies"]} if why else {})}
         out.append(Recommendation(movie, score, why))
     return out

@@ -53,9 +53,8 @@ class ItemModel(Model):
         found = [hit for hit in found if hit.score > 0]
         # The explanations need the answers' weight vectors: fetched for those few movies only
         # (each holds up to 768 weights; asking the search for all of them cost 2 ms).
-        vectors = store.movie_vectors([hit.movie_id for hit in found]) if found else {}
         catalog = store.catalog()
-        whys = explanations(catalog, query, [vectors.get(hit.movie_id) for hit in found])
+        whys = explanations(store, catalog, query, [hit.movie_id for hit in found])
         out = []
         for hit, why in zip(found, whys):
             movie = catalog.get(hit.movie_id)
@@ -138,60 +137,29 @@ def _like_weights(stars: np.ndarray, rating_weights: Mapping[str, float] | None)
     return np.interp(stars.astype(np.float64), at, values)
 
 
-def explanations(catalog: MovieCatalog, query: SparseVector,
-                 vectors: list[SparseVector | None]) -> list[dict]:
+def explanations(store: StoreReader, catalog: MovieCatalog, query: SparseVector,
+                 movie_ids: list[int]) -> list[dict]:
     """For each answer, which of the person's movies pulled it up most (their share of its
-    score): the weight of each liked movie in each answer's vector (`weights_at`)."""
-    out = [{"text": "", "movies": []} for _ in vectors]
+    score): the weight of each liked movie in each answer's vector (store.movie_weights, read
+    for these few movies only)."""
     # Only liked movies with a positive weight "pulled it up" (a dislike can push others up too,
     # through a negative weight, but "because you disliked" reads as nonsense).
     liked = query.values > 0
     movies = query.indices[liked]
-    if not movies.size:
-        return out
-    rows = [k for k, v in enumerate(vectors) if v is not None and len(v)]
-    if not rows:
-        return out
-    contribution = weights_at([vectors[k] for k in rows], movies)
-    contribution *= query.values[liked].astype(np.float64)
+    if not movies.size or not movie_ids:
+        return [{"text": "", "movies": []} for _ in movie_ids]
+    contribution = store.movie_weights(movie_ids, movies)
+    contribution *= query.values[liked]
     order = np.argsort(-contribution, axis=1, kind="stable")[:, :3]  # ties: lower movie id
-    pulled = contribution[np.arange(len(rows))[:, None], order] > 0
-    titles: dict[int, str | None] = {}
-    for k, top, keep in zip(rows, movies[order].tolist(), pulled.tolist()):
+    pulled = (contribution[np.arange(len(movie_ids))[:, None], order] > 0).tolist()
+    out = []
+    titles = catalog.titles
+    for top, keep in zip(movies[order].tolist(), pulled):
         top = [m for m, ok in zip(top, keep) if ok]
-        for m in top:
-            if m not in titles:
-                movie = catalog.get(m)
-                titles[m] = movie.title if movie is not None else None
-        named = [titles[m] for m in top if titles[m] is not None]
-        if named:
-            out[k] = {"text": "because you liked " + _joined(named), "movies": top}
+        named = [titles[m] for m in top if m in titles]
+        out.append({"text": "because you liked " + _joined(named), "movies": top} if named
+                   else {"text": "", "movies": []})
     return out
-
-
-def weights_at(vectors: list[SparseVector], movies: np.ndarray) -> np.ndarray:
-    """(len(vectors), movies.size) float64: each vector's value at each of the sorted `movies`,
-    0 where it has none.
-
-    One binary search for all of them: the vectors laid end to end, vector k's indices offset
-    by k * 2^32 (indices are u32), so the keys are sorted and (k, movie) is found at its key.
-    A dozen array operations whatever the number of vectors, where a search per vector
-    (neighbors.query_values_at) makes five per vector: 8 answers of 1,024 weights, 11 movies,
-    72 us against 99."""
-    count = len(vectors)
-    if not count or not movies.size:
-        return np.zeros((count, movies.size))
-    sizes = np.fromiter(map(len, vectors), dtype=np.int64, count=count)
-    offsets = np.arange(count, dtype=np.int64) << 32
-    keys = np.concatenate([v.indices for v in vectors]).astype(np.int64)
-    if not keys.size:
-        return np.zeros((count, movies.size))
-    keys += np.repeat(offsets, sizes)
-    values = np.concatenate([v.values for v in vectors])
-    wanted = (offsets[:, None] + movies.astype(np.int64)).ravel()
-    at = np.minimum(keys.searchsorted(wanted), keys.size - 1)
-    found = values[at].astype(np.float64)
-    return np.where(keys[at] == wanted, found, 0.0).reshape(count, movies.size)
 
 
 def _top_shared(query: SparseVector, vector: SparseVector | None, positive_query_only: bool,

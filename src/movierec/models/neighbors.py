@@ -11,7 +11,7 @@ from movierec import schema
 from movierec.models.base import Recommendation
 from movierec.store import MovieFilter, Neighbor, StoreReader
 from movierec.store.base import NeighborBlock
-from movierec.vectors import RatingStats, SparseVector
+from movierec.vectors import RatingStats, SparseVector, ranges
 
 MAX_NEIGHBORS = 1_000
 MAX_TIE_FETCH = 4_000
@@ -72,13 +72,6 @@ def nearest(
             exact = _exact_scores(query, block, threshold)
             order = np.lexsort((block.user_ids, -exact))
     return block, order[:neighbors], exact
-
-
-def ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """The positions starts[k]:stops[k] of every k, laid end to end (one gather, no loop)."""
-    lengths = stops - starts
-    total = int(lengths.sum())
-    return np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
 
 
 def _exact_scores(query: SparseVector, block: NeighborBlock, threshold: float | None):

@@ -18,7 +18,7 @@ import numpy as np
 from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.meta import IngestMeta
-from movierec.vectors import SparseVector, UserVectors
+from movierec.vectors import SparseVector, UserVectors, weights_at
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,12 @@ class StoreReader(ABC):
     @abstractmethod
     def movie_vectors(self, movie_ids: list[int]) -> dict[int, SparseVector]:
         """The item-model vectors of these movies (those that have one)."""
+
+    def movie_weights(self, movie_ids: list[int], movies: np.ndarray) -> np.ndarray:
+        """(len(movie_ids), movies.size) float64: each movie's item-model weight for each of
+        the sorted `movies`, 0 where it has none (or no vector): what an explanation reads."""
+        vectors = self.movie_vectors(movie_ids)
+        return weights_at([vectors.get(int(m)) for m in movie_ids], movies)
 
     def refresh(self) -> bool:
         """Pick up a newer ingest if one was switched in; True if the version changed."""
