@@ -248,7 +248,9 @@ def _run(settings: Settings, store, host: str, port: int) -> int:
     server = _Server(config, f"movierec is serving on http://{host}:{port} (docs at /docs); "
                              f"try:\n  {curl_example(host, port)}")
     try:
-        asyncio.run(server.serve())
+        # Server.run, not asyncio.run(server.serve()): it runs on the loop the config chooses
+        # (uvloop, installed with uvicorn[standard]; asyncio's own where it is missing).
+        server.run()
     except MovierecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
