@@ -171,7 +171,11 @@ def test_item_model_explains_with_the_persons_liked_movies(store):
 
 def test_explanations_name_the_liked_movies_adding_most_to_each_answers_score(store):
     """Each answer's `movies` are the (up to) three liked movies whose weight in its vector adds
-    most, best first, read from the vectors themselves; a movie without a vector: zeros."""
+    most, best first, read from the vectors themselves; the embedded store reads the weights in
+    place (movies.item.csr) and gets what the generic path gets from the vector objects; a movie
+    without a vector: zeros."""
+    from movierec.store import StoreReader
+
     answer = recommend.recommend(store, MATRIX_FANS, limit=10, model="item")
     liked = np.array(sorted(m for m, r in MATRIX_FANS.items() if r > 0), dtype=np.uint32)
     ids = [r.movie.movie_id for r in answer.items]
@@ -183,6 +187,7 @@ def test_explanations_name_the_liked_movies_adding_most_to_each_answers_score(st
         assert r.why["movies"] == [m for w, m in adds[:3] if w < 0]
     weights = store.movie_weights([*ids, 999_999], liked)
     assert weights.shape == (11, liked.size) and not weights[-1].any()
+    assert weights.tolist() == StoreReader.movie_weights(store, [*ids, 999_999], liked).tolist()
 
 
 def test_item_model_dislike_pushes_similar_movies_down(store):
@@ -219,8 +224,10 @@ def test_item_model_query_weights_at_once_are_each_ratings_weight(store):
 def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
     """The lookups against a dense copy: vectors of every size (none, one weight, many; the
     largest u32 id; None: a movie without one), movies present in some, none or all of them;
-    query_values_at by its table and by its binary search."""
+    weights_at from vector objects and csr.values_at in place in the CSR arrays (ids without a
+    row: zeros); query_values_at by its table and by its binary search."""
     from movierec.models.neighbors import query_values_at
+    from movierec.store import csr
     from movierec.vectors import SparseVector, weights_at
 
     rng = np.random.default_rng(5)
@@ -242,6 +249,12 @@ def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
     assert weights_at(vectors, np.empty(0, np.uint32)).shape == (5, 0)
     assert weights_at([None, vectors[3]], movies).tolist() == [[0.0] * movies.size,
                                                                expected[3].tolist()]
+    stored = csr.from_rows([(10 * (k + 1), v) for k, v in enumerate(vectors)])  # ids 10..50
+    assert csr.values_at(stored, [50, 10, 20, 40, 30], movies).tolist() == [
+        expected[k].tolist() for k in (4, 0, 1, 3, 2)]
+    assert csr.values_at(stored, [5, 10, 55], movies).tolist() == [
+        [0.0] * movies.size, expected[0].tolist(), [0.0] * movies.size]
+    assert csr.values_at(stored, [], movies).shape == (0, movies.size)
     big = rng.integers(0, top + 1, 2_000).astype(np.uint32)  # the table's side
     for v, row in zip(vectors[:-1], dense):
         for at in (movies, big):

@@ -379,6 +379,12 @@ class EmbeddedReader(StoreReader):
                                            with_vector=[schema.ITEM_VECTOR])
         return named_vectors(records, schema.ITEM_VECTOR)
 
+    def movie_weights(self, movie_ids, movies: np.ndarray) -> np.ndarray:
+        stored = self._live().movie_vectors(schema.ITEM_VECTOR)
+        if stored is None:  # no movies.item.csr: the vectors from the engine
+            return super().movie_weights(movie_ids, movies)
+        return csr.values_at(stored, movie_ids, movies)
+
     def _movie_search(self, query, limit, movie_filter, with_vectors: bool) -> list:
         live = self._live()
         request = qe.QueryRequest(
