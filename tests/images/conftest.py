@@ -28,10 +28,27 @@ STORE = "/var/lib/movierec"  # the images' data directory (QDRANT_PATH lives und
 # What the summary at the end of the run reports: image sizes, build and ingest times.
 REPORT: dict[str, str] = {}
 CI = os.environ.get("CI", "").lower() == "true"
+# What tools/install-podman.sh installs for podman on these hosts (runc, cgroupfs, the host's
+# ulimits). Where running as root without that copy in place (a run once lost it between the
+# install and these tests, and every container then failed to raise RLIMIT_NOFILE), podman
+# reads the repository's copy instead (CONTAINERS_CONF): the tests need not trust that copy.
+SETTINGS = ROOT / "tools" / "podman" / "containers.conf"
+INSTALLED_SETTINGS = Path("/etc/containers/containers.conf.d/50-movierec-runc-cgroupfs.conf")
+
+
+@functools.lru_cache(maxsize=1)
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    installed = INSTALLED_SETTINGS.is_file() and \
+        INSTALLED_SETTINGS.read_bytes() == SETTINGS.read_bytes()
+    if os.geteuid() == 0 and not installed and "CONTAINERS_CONF" not in env:
+        env["CONTAINERS_CONF"] = str(SETTINGS)
+    return env
 
 
 def podman(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
+                          env=podman_env())
     if check and done.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} exited {done.returncode}:\n"
                              f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -50,7 +67,7 @@ def podman_problem() -> str | None:
     if shutil.which("podman") is None:
         return "podman is not installed (as root on Debian: make podman-tools)"
     done = subprocess.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=podman_env())
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
         return f"`podman info` failed: {lines[-1]}"
@@ -84,13 +101,13 @@ def images(tmp_path_factory) -> Images:
     base = os.environ.get("BASE_IMAGE", "")
     if not base:
         made = subprocess.run(["bash", str(ROOT / "tools" / "base-image.sh")],
-                              capture_output=True, text=True, timeout=900)
+                              capture_output=True, text=True, timeout=900, env=podman_env())
         if made.returncode != 0:
             cannot_run(f"no base image: {(made.stderr.strip().splitlines() or ['?'])[-1]}")
         base = made.stdout.strip().splitlines()[-1]
     base_seconds = time.monotonic() - started
     ids = tmp_path_factory.mktemp("image-ids")
-    env = {**os.environ, "CONTAINER_ENGINE": "podman", "IMAGE_TAG": chart_app_version(),
+    env = {**podman_env(), "CONTAINER_ENGINE": "podman", "IMAGE_TAG": chart_app_version(),
            "BASE_IMAGE": base, "IMAGE_ID_DIR": str(ids)}
     built = subprocess.run(["bash", str(ROOT / "tools" / "build-images.sh")], env=env,
                            capture_output=True, text=True, timeout=1200)
