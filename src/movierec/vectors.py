@@ -185,36 +185,27 @@ def ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
 
 
-def rows_at(indices: np.ndarray, values: np.ndarray, lengths: np.ndarray,
-            columns: np.ndarray) -> np.ndarray:
-    """(lengths.size, columns.size) float64: the value of each row at each of the sorted
-    `columns`, 0 where the row has none. Row k is the next lengths[k] of `indices` (sorted
-    within the row) and `values`.
+def weights_at(vectors: list[SparseVector | None], columns: np.ndarray) -> np.ndarray:
+    """(len(vectors), columns.size) float64: each vector's value at each of the sorted
+    `columns`, 0 where it has none (None: a row of zeros).
 
-    One binary search for every (row, column): the rows laid end to end, row k's indices offset
-    by k * 2^32 (indices are u32), so the keys are sorted and (k, column) is found at its key.
-    A dozen array operations whatever the number of rows."""
-    count = lengths.size
-    if not count or not columns.size or not indices.size:
+    One binary search for every (vector, column): the vectors laid end to end, vector k's
+    indices offset by k * 2^32 (indices are u32), so the keys are sorted and (k, column) is
+    found at its key. A dozen array operations whatever the number of vectors."""
+    count = len(vectors)
+    rows = [v for v in vectors if v is not None]
+    if not count or not columns.size or not any(len(v) for v in rows):
         return np.zeros((count, columns.size))
+    lengths = np.fromiter((len(v) if v is not None else 0 for v in vectors), dtype=np.int64,
+                          count=count)
     offsets = np.arange(count, dtype=np.int64) << 32
-    keys = indices.astype(np.int64)
+    keys = np.concatenate([v.indices for v in rows]).astype(np.int64)
     keys += np.repeat(offsets, lengths)
+    values = np.concatenate([v.values for v in rows])
     wanted = (offsets[:, None] + columns.astype(np.int64)).ravel()
     at = np.minimum(keys.searchsorted(wanted), keys.size - 1)
     found = values[at].astype(np.float64)
     return np.where(keys[at] == wanted, found, 0.0).reshape(count, columns.size)
-
-
-def weights_at(vectors: list[SparseVector | None], columns: np.ndarray) -> np.ndarray:
-    """rows_at of these vectors (None: a row of zeros)."""
-    rows = [v for v in vectors if v is not None]
-    lengths = np.fromiter((len(v) if v is not None else 0 for v in vectors), dtype=np.int64,
-                          count=len(vectors))
-    if not rows:
-        return np.zeros((len(vectors), columns.size))
-    return rows_at(np.concatenate([v.indices for v in rows]),
-                   np.concatenate([v.values for v in rows]), lengths, columns)
 
 
 def query_vector(ratings: dict[int, float]) -> SparseVector:

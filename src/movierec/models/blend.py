@@ -262,14 +262,16 @@ def _explained(store, catalog, best, scores, parts, likes, found, raters
             best.tolist(), movie_ids, scores.tolist(), lead, np.round(parts, 4).T.tolist(),
             liked_by):
         movie = catalog.movie_at(row)
-        why = item_whys.get(movie_id) if part == 1 else None
-        text = why["text"] if why else ""
+        pulled = item_whys.get(movie_id) if part == 1 else None  # the item model's reason
+        text = pulled["text"] if pulled else ""
         if not text and part and n:
             text = f"liked by {n} of your {found} most similar users"
         if not text:
             mean = "" if movie.rating_mean is None else f", {movie.rating_mean:.2g} stars on average"
             text = f"popular: rated by {movie.rating_count:,} people{mean}"
         why = {"parts": {"popularity": popularity, "item": item, "neighbors": neighbors},
-               "text": text, **({"movies": why["movies"]} if why else {})}
+               "text": text}
+        if pulled:
+            why["movies"] = pulled["movies"]
         out.append(Recommendation(movie, score, why))
     return out

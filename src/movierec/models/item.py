@@ -153,10 +153,9 @@ def explanations(store: StoreReader, catalog: MovieCatalog, query: SparseVector,
     order = np.argsort(-contribution, axis=1, kind="stable")[:, :3]  # ties: lower movie id
     pulled = (contribution[np.arange(len(movie_ids))[:, None], order] > 0).tolist()
     out = []
-    titles = catalog.titles
     for top, keep in zip(movies[order].tolist(), pulled):
         top = [m for m, ok in zip(top, keep) if ok]
-        named = [titles[m] for m in top if m in titles]
+        named = _titles(catalog, top)
         out.append({"text": "because you liked " + _joined(named), "movies": top} if named
                    else {"text": "", "movies": []})
     return out
@@ -177,7 +176,7 @@ def _top_shared(query: SparseVector, vector: SparseVector | None, positive_query
 
 
 def _titles(catalog: MovieCatalog, movie_ids: list[int]) -> list[str]:
-    titles = {m.movie_id: m.title for m in catalog.take(movie_ids)}
+    titles = catalog.titles
     return [titles[m] for m in movie_ids if m in titles]
 
 

@@ -105,11 +105,12 @@ def values_at(vectors: UserVectors, ids, columns: np.ndarray) -> np.ndarray:
         return out
     pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
     held = known[pos] == ids
+    pos = pos[held]
     indptr, indices = vectors.indptr, vectors.indices
     columns = np.asarray(columns, dtype=indices.dtype)
     rows, found = [], []
-    for k, a, b in zip(np.flatnonzero(held).tolist(), indptr[pos[held]].tolist(),
-                       indptr[pos[held] + 1].tolist()):
+    for k, a, b in zip(np.flatnonzero(held).tolist(), indptr[pos].tolist(),
+                       indptr[pos + 1].tolist()):
         if a < b:
             rows.append(k)
             found.append(np.minimum(indices[a:b].searchsorted(columns), b - a - 1) + a)
