@@ -225,10 +225,11 @@ def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
     """The lookups against a dense copy: vectors of every size (none, one weight, many; the
     largest u32 id; None: a movie without one), movies present in some, none or all of them;
     weights_at from vector objects and csr.values_at in place in the CSR arrays (ids without a
-    row: zeros); query_values_at by its table and by its binary search."""
+    row: zeros; by the cell keys a reader keeps, which a CSR with unsorted rows does not get);
+    query_values_at by its table and by its binary search."""
     from movierec.models.neighbors import query_values_at
     from movierec.store import csr
-    from movierec.vectors import SparseVector, weights_at
+    from movierec.vectors import SparseVector, UserVectors, weights_at
 
     rng = np.random.default_rng(5)
     top = 5_000
@@ -255,6 +256,15 @@ def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
     assert csr.values_at(stored, [5, 10, 55], movies).tolist() == [
         [0.0] * movies.size, expected[0].tolist(), [0.0] * movies.size]
     assert csr.values_at(stored, [], movies).shape == (0, movies.size)
+    keys = csr.cell_keys(stored)  # what a reader keeps: one ascending key per stored value
+    assert keys.size == stored.values.size and (np.diff(keys) > 0).all()
+    assert csr.values_at(stored, [40, 55], movies, keys).tolist() == [
+        expected[3].tolist(), [0.0] * movies.size]
+    backwards = UserVectors(stored.user_ids, stored.indptr, stored.indices[::-1].copy(),
+                            stored.values)
+    assert csr.cell_keys(backwards) is None  # rows out of order: no keys, and no wrong answer
+    with pytest.raises(ValueError, match="not sorted"):
+        csr.values_at(backwards, [10], movies)
     big = rng.integers(0, top + 1, 2_000).astype(np.uint32)  # the table's side
     for v, row in zip(vectors[:-1], dense):
         for at in (movies, big):

@@ -85,10 +85,14 @@ class MovieCatalog:
             table = np.full(int(self.ids.max()) + 1 if self.ids.size else 0, -1, dtype=np.int64)
             table[self.ids] = np.arange(self.ids.size)
             self._position_of = table
-        ids = np.asarray(movie_ids, dtype=np.int64)
+        ids = np.asarray(movie_ids)
+        if ids.dtype.kind not in "iu":
+            ids = ids.astype(np.int64)
         if not self._position_of.size:
             return np.full(ids.shape, -1, dtype=np.int64)
-        if ids.size and ids.min() >= 0 and ids.max() < self._position_of.size:
+        # Unsigned ids (a vector's indices) need no check below: one pass fewer.
+        if ids.size and (ids.dtype.kind == "u" or ids.min() >= 0) \
+                and ids.max() < self._position_of.size:
             return self._position_of[ids]
         inside = (ids >= 0) & (ids < self._position_of.size)
         return np.where(inside, self._position_of[np.where(inside, ids, 0)], -1)

@@ -123,8 +123,9 @@ class BlendModel(Model):
                     row, weight = row[known], weight[known]
                 knn = np.bincount(row, weights=weight, minlength=len(catalog))
                 raters = np.bincount(row, minlength=len(catalog))
-                if knn.max() > 0:
-                    knn /= knn.max()
+                top_knn = knn.max()
+                if top_knn > 0:
+                    knn /= top_knn
 
         if not found:
             knn_share = 0.0
@@ -133,8 +134,10 @@ class BlendModel(Model):
         quality = _powered(catalog, mean, mean_power)
         # Every part times ((rating_mean - 1) / 4) ** mean_power: among movies the person
         # would watch, the well-rated ones are the ones they are likely to like.
-        parts = ((share * quality) * prior, ((1 - share) * (1 - knn_share)) * quality * item,
-                 ((1 - share) * knn_share) * quality * knn)
+        parts = np.empty((3, len(catalog)))  # one row per part, one column per movie
+        np.multiply(share * quality, prior, out=parts[0])
+        np.multiply(((1 - share) * (1 - knn_share)) * quality, item, out=parts[1])
+        np.multiply(((1 - share) * knn_share) * quality, knn, out=parts[2])
         score = parts[0] + parts[1] + parts[2]
         dislikes = movies[sign < 0]
         if has_item and dislikes.size and p["dislike_weight"] and allowed.any():
@@ -147,9 +150,8 @@ class BlendModel(Model):
             score -= float(p["dislike_weight"]) * max(score[allowed].max(), 0.0) * penalty
         best = _best(np.where(allowed, score, -np.inf), catalog.ids, ask.limit)
         # Each answer's three parts (rows), and the one that leads it.
-        at_best = np.stack([part[best] for part in parts])
         return Answer(self.name, found, _explained(
-            store, catalog, best, score[best], at_best, likes, found, raters))
+            store, catalog, best, score[best], parts[:, best], likes, found, raters))
 
 
 def shares(schedule, given: int) -> tuple[float, float, float]:

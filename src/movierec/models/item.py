@@ -151,11 +151,12 @@ def explanations(store: StoreReader, catalog: MovieCatalog, query: SparseVector,
     contribution = store.movie_weights(movie_ids, movies)
     contribution *= query.values[liked]
     order = np.argsort(-contribution, axis=1, kind="stable")[:, :3]  # ties: lower movie id
-    pulled = (contribution[np.arange(len(movie_ids))[:, None], order] > 0).tolist()
+    pulled = (np.take_along_axis(contribution, order, axis=1) > 0).tolist()
+    titles = catalog.titles
     out = []
     for top, keep in zip(movies[order].tolist(), pulled):
         top = [m for m, ok in zip(top, keep) if ok]
-        named = _titles(catalog, top)
+        named = [titles[m] for m in top if m in titles]
         out.append({"text": "because you liked " + _joined(named), "movies": top} if named
                    else {"text": "", "movies": []})
     return out

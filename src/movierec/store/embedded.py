@@ -200,6 +200,7 @@ class _OpenVersion:
         # Each user's number of liked ratings (users.csr's rows), counted on first use.
         self._liked: np.ndarray | None = None
         self._movie_vectors: dict[str, UserVectors | None] = {}
+        self._movie_keys: dict[str, np.ndarray | None] = {}
         self._catalog: MovieCatalog | None = None
 
     def rows(self, user_ids: list[int]) -> list[SparseVector] | None:
@@ -228,6 +229,13 @@ class _OpenVersion:
         if name not in self._movie_vectors:
             self._movie_vectors[name] = csr.load(self.path / movies_csr(name), None)
         return self._movie_vectors[name]
+
+    def movie_keys(self, name: str) -> np.ndarray | None:
+        """csr.cell_keys of movies.<name>.csr, made on first use; None without the file."""
+        if name not in self._movie_keys:
+            stored = self.movie_vectors(name)
+            self._movie_keys[name] = None if stored is None else csr.cell_keys(stored)
+        return self._movie_keys[name]
 
     def catalog(self) -> MovieCatalog:
         if self._catalog is None:
@@ -380,10 +388,11 @@ class EmbeddedReader(StoreReader):
         return named_vectors(records, schema.ITEM_VECTOR)
 
     def movie_weights(self, movie_ids, movies: np.ndarray) -> np.ndarray:
-        stored = self._live().movie_vectors(schema.ITEM_VECTOR)
-        if stored is None:  # no movies.item.csr: the vectors from the engine
+        live = self._live()
+        keys = live.movie_keys(schema.ITEM_VECTOR)
+        if keys is None:  # no movies.item.csr: the vectors from the engine
             return super().movie_weights(movie_ids, movies)
-        return csr.values_at(stored, movie_ids, movies)
+        return csr.values_at(live.movie_vectors(schema.ITEM_VECTOR), movie_ids, movies, keys)
 
     def _movie_search(self, query, limit, movie_filter, with_vectors: bool) -> list:
         live = self._live()
