@@ -261,7 +261,7 @@ def _explained(store, catalog, best, scores, parts, likes, found, raters
     liked_by = raters[best].tolist() if raters is not None else [0] * len(movie_ids)
     out = []
     for row, movie_id, score, part, (popularity, item, neighbors), n in zip(
-            best.tolist(), movie_ids, scores.tolist(), lead, np.round(parts, 4).T.tolist(),
+            best.tolist(), movie_ids, scores.tolist(), lead, parts.round(4).T.tolist(),
             liked_by):
         movie = catalog.movie_at(row)
         pulled = item_whys.get(movie_id) if part == 1 else None  # the item model's reason

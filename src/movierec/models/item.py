@@ -148,10 +148,10 @@ def explanations(store: StoreReader, catalog: MovieCatalog, query: SparseVector,
     movies = query.indices[liked]
     if not movies.size or not movie_ids:
         return [{"text": "", "movies": []} for _ in movie_ids]
-    contribution = store.movie_weights(movie_ids, movies)
-    contribution *= query.values[liked]
-    order = np.argsort(-contribution, axis=1, kind="stable")[:, :3]  # ties: lower movie id
-    pulled = (np.take_along_axis(contribution, order, axis=1) > 0).tolist()
+    lowered = store.movie_weights(movie_ids, movies)  # each liked movie's part, negated
+    lowered *= -query.values[liked]
+    order = np.argsort(lowered, axis=1, kind="stable")[:, :3]  # largest first, ties: lower id
+    pulled = (lowered[np.arange(len(movie_ids))[:, None], order] < 0).tolist()
     titles = catalog.titles
     out = []
     for top, keep in zip(movies[order].tolist(), pulled):
