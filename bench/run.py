@@ -403,9 +403,13 @@ def _answer_tables(a: dict) -> str:
             "ratings (random among the 1,000 most rated, liked or disliked):", "",
             table(["new person", "n", "p50 ms", "p99 ms"], rows)]
     e = a["explanations"]
-    out += ["", f"Explanations: {e['share']:.1%} of the default answer's time (cProfile over 300 "
-            f"calls of the tutorial's ratings: cumulative time of "
-            f"{', '.join(e['functions']) or 'no explaining function'} against `recommend`)."]
+    cprofile = e.get("cprofile_share")
+    out += ["", f"Explanations: {e['share']:.1%} of the default answer's wall time (the median of "
+            f"{len(e.get('shares', [])) or 1} rounds; {e.get('calls', 300):,} answers to the "
+            "tutorial's ratings, the time inside "
+            f"{', '.join(e['functions']) or 'no explaining function'} against the answers'"
+            + (f"; under cProfile, which weighs Python calls above C, {cprofile:.1%})."
+               if cprofile is not None else ").")]
     return "\n".join(out)
 
 

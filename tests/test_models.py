@@ -224,8 +224,8 @@ def test_item_model_query_weights_at_once_are_each_ratings_weight(store):
 def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
     """The lookups against a dense copy: vectors of every size (none, one weight, many; the
     largest u32 id; None: a movie without one), movies present in some, none or all of them;
-    weights_at from vector objects and csr.values_at in place in the CSR arrays (ids without a
-    row: zeros; by the cell keys a reader keeps, which a CSR with unsorted rows does not get);
+    weights_at from vector objects and csr.Cells in place in the CSR arrays (ids without a row:
+    zeros; a CSR with unsorted rows gets no cells);
     query_values_at by its table and by its binary search."""
     from movierec.models.neighbors import query_values_at
     from movierec.store import csr
@@ -251,20 +251,18 @@ def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
     assert weights_at([None, vectors[3]], movies).tolist() == [[0.0] * movies.size,
                                                                expected[3].tolist()]
     stored = csr.from_rows([(10 * (k + 1), v) for k, v in enumerate(vectors)])  # ids 10..50
-    assert csr.values_at(stored, [50, 10, 20, 40, 30], movies).tolist() == [
+    cells = csr.Cells.of(stored)
+    assert cells.keys.size == stored.values.size + 1 and (np.diff(cells.keys) > 0).all()
+    assert cells.values_at([50, 10, 20, 40, 30], movies).tolist() == [
         expected[k].tolist() for k in (4, 0, 1, 3, 2)]
-    assert csr.values_at(stored, [5, 10, 55], movies).tolist() == [
+    assert cells.values_at([5, 10, 55], movies).tolist() == [
         [0.0] * movies.size, expected[0].tolist(), [0.0] * movies.size]
-    assert csr.values_at(stored, [], movies).shape == (0, movies.size)
-    keys = csr.cell_keys(stored)  # what a reader keeps: one ascending key per stored value
-    assert keys.size == stored.values.size and (np.diff(keys) > 0).all()
-    assert csr.values_at(stored, [40, 55], movies, keys).tolist() == [
-        expected[3].tolist(), [0.0] * movies.size]
+    assert cells.values_at(np.array([40]), movies[::-1]).tolist() == [expected[3][::-1].tolist()]
+    assert cells.values_at([], movies).shape == (0, movies.size)
+    assert cells.values_at([50], movies).dtype == np.float64
     backwards = UserVectors(stored.user_ids, stored.indptr, stored.indices[::-1].copy(),
                             stored.values)
-    assert csr.cell_keys(backwards) is None  # rows out of order: no keys, and no wrong answer
-    with pytest.raises(ValueError, match="not sorted"):
-        csr.values_at(backwards, [10], movies)
+    assert csr.Cells.of(backwards) is None  # rows out of order: no cells, and no wrong answer
     big = rng.integers(0, top + 1, 2_000).astype(np.uint32)  # the table's side
     for v, row in zip(vectors[:-1], dense):
         for at in (movies, big):

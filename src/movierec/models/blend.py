@@ -19,7 +19,7 @@ from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.errors import QueryError
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
-from movierec.models.item import explanations, like_weights
+from movierec.models.item import like_weights, pulled_up
 from movierec.models.neighbors import nearest
 from movierec.store import MovieFilter, StoreReader
 from movierec.vectors import SparseVector, ranges
@@ -149,9 +149,10 @@ class BlendModel(Model):
             _place(penalty, catalog, ids, near)
             score -= float(p["dislike_weight"]) * max(score[allowed].max(), 0.0) * penalty
         best = _best(np.where(allowed, score, -np.inf), catalog.ids, ask.limit)
-        # Each answer's three parts (rows), and the one that leads it.
-        return Answer(self.name, found, _explained(
-            store, catalog, best, score[best], parts[:, best], likes, found, raters))
+        movies = [catalog.movie_at(row) for row in best.tolist()]
+        whys = _explained(store, catalog, best, movies, parts[:, best], likes, found, raters)
+        return Answer(self.name, found, [Recommendation(movie, value, why) for movie, value, why
+                                         in zip(movies, score[best].tolist(), whys)])
 
 
 def shares(schedule, given: int) -> tuple[float, float, float]:
@@ -244,26 +245,22 @@ def _best(score: np.ndarray, ids: np.ndarray, limit: int) -> np.ndarray:
     return rows[np.lexsort((ids[rows], -score[rows]))][:limit]
 
 
-def _explained(store, catalog, best, scores, parts, likes, found, raters
-               ) -> list[Recommendation]:
-    """Each answer explained by its largest part (`parts`: one row per part, one column per
-    answer): popular, the person's liked movies that pulled it up (item model), or how many of
-    the similar users liked it."""
+def _explained(store, catalog, best, movies, parts, likes, found, raters) -> list[dict]:
+    """Each answer's `why`, from its largest part (`parts`: one row per part, one column per
+    answer, the rows of `best` and their `movies`): popular, the person's liked movies that
+    pulled it up (item model), or how many of the similar users liked it."""
     if not best.size:
         return []
     lead = parts.argmax(axis=0).tolist()
     movie_ids = catalog.ids[best].tolist()
     by_item = [m for m, part in zip(movie_ids, lead) if part == 1]
     item_whys = {}
-    if by_item and likes.size:
-        query = SparseVector(likes.astype(np.uint32), np.ones(likes.size, dtype=np.float32))
-        item_whys = dict(zip(by_item, explanations(store, catalog, query, by_item)))
+    if by_item and likes.size:  # the likes (sorted), each 1 in the item query
+        item_whys = dict(zip(by_item, pulled_up(store, catalog, likes, by_item)))
     liked_by = raters[best].tolist() if raters is not None else [0] * len(movie_ids)
     out = []
-    for row, movie_id, score, part, (popularity, item, neighbors), n in zip(
-            best.tolist(), movie_ids, scores.tolist(), lead, parts.round(4).T.tolist(),
-            liked_by):
-        movie = catalog.movie_at(row)
+    for movie, movie_id, part, (popularity, item, neighbors), n in zip(
+            movies, movie_ids, lead, parts.round(4).T.tolist(), liked_by):
         pulled = item_whys.get(movie_id) if part == 1 else None  # the item model's reason
         text = pulled["text"] if pulled else ""
         if not text and part and n:
@@ -275,5 +272,5 @@ def _explained(store, catalog, best, scores, parts, likes, found, raters
                "text": text}
         if pulled:
             why["movies"] = pulled["movies"]
-        out.append(Recommendation(movie, score, why))
+        out.append(why)
     return out

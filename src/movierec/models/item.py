@@ -140,22 +140,34 @@ def _like_weights(stars: np.ndarray, rating_weights: Mapping[str, float] | None)
 def explanations(store: StoreReader, catalog: MovieCatalog, query: SparseVector,
                  movie_ids: list[int]) -> list[dict]:
     """For each answer, which of the person's movies pulled it up most (their share of its
-    score): the weight of each liked movie in each answer's vector (store.movie_weights, read
-    for these few movies only)."""
+    score): pulled_up over the query's liked movies."""
     # Only liked movies with a positive weight "pulled it up" (a dislike can push others up too,
     # through a negative weight, but "because you disliked" reads as nonsense).
     liked = query.values > 0
     movies = query.indices[liked]
     if not movies.size or not movie_ids:
         return [{"text": "", "movies": []} for _ in movie_ids]
+    return pulled_up(store, catalog, movies, movie_ids, query.values[liked])
+
+
+def pulled_up(store: StoreReader, catalog: MovieCatalog, movies: np.ndarray,
+              movie_ids: list[int], values: np.ndarray | None = None) -> list[dict]:
+    """For each of `movie_ids`, the (at most three) of the person's liked `movies` (sorted ids,
+    each with its query value in `values`; None: 1 each) that add most to its score, named: the
+    weight of each liked movie in each answer's vector (store.movie_weights, read for these few
+    movies only) times its value."""
     lowered = store.movie_weights(movie_ids, movies)  # each liked movie's part, negated
-    lowered *= -query.values[liked]
+    if values is None:
+        np.negative(lowered, out=lowered)
+    else:
+        lowered *= -values
     order = np.argsort(lowered, axis=1, kind="stable")[:, :3]  # largest first, ties: lower id
-    pulled = (lowered[np.arange(len(movie_ids))[:, None], order] < 0).tolist()
+    # The parts that pulled (positive ones) come first in that order: a prefix of each row.
+    pulled = (lowered < 0).sum(axis=1).tolist()
     titles = catalog.titles
     out = []
-    for top, keep in zip(movies[order].tolist(), pulled):
-        top = [m for m, ok in zip(top, keep) if ok]
+    for top, count in zip(movies[order].tolist(), pulled):
+        top = top[:count]
         named = [titles[m] for m in top if m in titles]
         out.append({"text": "because you liked " + _joined(named), "movies": top} if named
                    else {"text": "", "movies": []})

@@ -93,39 +93,43 @@ def rows_of(vectors: UserVectors, ids) -> list[SparseVector] | None:
     return [SparseVector(indices[a:b], values[a:b]) for a, b in zip(starts, ends)]
 
 
-def cell_keys(vectors: UserVectors) -> np.ndarray | None:
-    """Every stored value's key, row << 32 | column (columns are u32), in storage order: rows in
-    order and each row's columns sorted and unique (as SparseVector holds them and the writer
-    stores them) make the keys ascending, so one binary search finds any (row, column). None
-    when a row is not so ordered. 8 bytes a stored value (ml-1m's item weights: 20 MB)."""
-    keys = np.repeat(np.arange(len(vectors), dtype=np.int64) << 32, np.diff(vectors.indptr))
-    keys |= vectors.indices
-    if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
-        return None
-    return keys
+class Cells:
+    """Every stored value of the vectors found by (row id, column) in one binary search, kept by
+    a reader beside its memory-mapped file. The keys are row << 32 | column (columns are u32) in
+    storage order: rows in order and each row's columns sorted and unique (as SparseVector
+    holds them and the writer stores them) make them ascending. 8 bytes a stored value (ml-1m's
+    item weights: 20 MB). It replaced one search of the columns in each row (ten rows: 26 us
+    against 63 within an answer) and, before that, copying the rows out (rows_of, then
+    weights_at), which reads every one of their weights."""
 
+    def __init__(self, vectors: UserVectors, keys: np.ndarray):
+        self.vectors = vectors
+        self.keys = keys
+        self.row_of = dict(zip(vectors.user_ids.tolist(), range(len(vectors))))
 
-def values_at(vectors: UserVectors, ids, columns: np.ndarray,
-              keys: np.ndarray | None = None) -> np.ndarray:
-    """(len(ids), columns.size) float64: the row of each id at each of the sorted `columns`, 0
-    where it has none (and for an id without a row), read in place: one binary search of every
-    (row, column) among the cell keys (`keys`: cell_keys(vectors), kept by the caller), a few
-    cache lines a cell. It replaced a search of the columns in each row (ten rows: 8 us
-    against 27-42) and, before that, copying the rows out (rows_of, then weights_at), which
-    reads every one of their weights."""
-    ids = np.asarray(ids, dtype=np.int64)
-    known = vectors.user_ids
-    if not ids.size or not columns.size or not known.size or not vectors.indices.size:
-        return np.zeros((ids.size, columns.size))
-    if keys is None:
-        keys = cell_keys(vectors)
-        if keys is None:
-            raise ValueError("the vectors' columns are not sorted and unique in every row")
-    pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
-    pos[known[pos] != ids] = -1  # no row: keys below every stored one
-    wanted = ((pos << 32)[:, None] | np.asarray(columns, dtype=np.int64)[None, :]).ravel()
-    at = np.minimum(keys.searchsorted(wanted), keys.size - 1)
-    return np.where(keys[at] == wanted, vectors.values[at], 0.0).reshape(ids.size, columns.size)
+    @classmethod
+    def of(cls, vectors: UserVectors) -> Cells | None:
+        """The cells of `vectors`; None when a row's columns are not sorted and unique."""
+        keys = np.repeat(np.arange(len(vectors), dtype=np.int64) << 32, np.diff(vectors.indptr))
+        keys |= vectors.indices
+        if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
+            return None
+        # One key above every cell at the end: a search always lands on a key.
+        return cls(vectors, np.append(keys, np.iinfo(np.int64).max))
+
+    def values_at(self, ids, columns: np.ndarray) -> np.ndarray:
+        """(len(ids), columns.size) float64: the row of each id at each of the `columns`, 0
+        where it has none (and for an id without a row), read in place: a few cache lines a
+        cell."""
+        rows = np.array([self.row_of.get(i, -1) for i in ids], dtype=np.int64)
+        columns = np.asarray(columns, dtype=np.int64)
+        if not rows.size or not columns.size or not self.vectors.values.size:
+            return np.zeros((rows.size, columns.size))
+        wanted = ((rows << 32)[:, None] | columns[None, :]).ravel()  # no row: below every key
+        at = self.keys.searchsorted(wanted)
+        found = np.where(self.keys[at] == wanted, self.vectors.values.take(at, mode="clip"),
+                         np.float64(0.0))  # (clip: the last key is above every cell)
+        return found.reshape(rows.size, columns.size)
 
 
 def row_counts(vectors: UserVectors, threshold: float, chunk: int = 1 << 22) -> np.ndarray:

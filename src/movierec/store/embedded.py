@@ -200,7 +200,7 @@ class _OpenVersion:
         # Each user's number of liked ratings (users.csr's rows), counted on first use.
         self._liked: np.ndarray | None = None
         self._movie_vectors: dict[str, UserVectors | None] = {}
-        self._movie_keys: dict[str, np.ndarray | None] = {}
+        self._movie_cells: dict[str, csr.Cells | None] = {}
         self._catalog: MovieCatalog | None = None
 
     def rows(self, user_ids: list[int]) -> list[SparseVector] | None:
@@ -230,12 +230,12 @@ class _OpenVersion:
             self._movie_vectors[name] = csr.load(self.path / movies_csr(name), None)
         return self._movie_vectors[name]
 
-    def movie_keys(self, name: str) -> np.ndarray | None:
-        """csr.cell_keys of movies.<name>.csr, made on first use; None without the file."""
-        if name not in self._movie_keys:
+    def movie_cells(self, name: str) -> csr.Cells | None:
+        """csr.Cells of movies.<name>.csr, made on first use; None without the file."""
+        if name not in self._movie_cells:
             stored = self.movie_vectors(name)
-            self._movie_keys[name] = None if stored is None else csr.cell_keys(stored)
-        return self._movie_keys[name]
+            self._movie_cells[name] = None if stored is None else csr.Cells.of(stored)
+        return self._movie_cells[name]
 
     def catalog(self) -> MovieCatalog:
         if self._catalog is None:
@@ -388,11 +388,10 @@ class EmbeddedReader(StoreReader):
         return named_vectors(records, schema.ITEM_VECTOR)
 
     def movie_weights(self, movie_ids, movies: np.ndarray) -> np.ndarray:
-        live = self._live()
-        keys = live.movie_keys(schema.ITEM_VECTOR)
-        if keys is None:  # no movies.item.csr: the vectors from the engine
+        cells = self._live().movie_cells(schema.ITEM_VECTOR)
+        if cells is None:  # no movies.item.csr: the vectors from the engine
             return super().movie_weights(movie_ids, movies)
-        return csr.values_at(live.movie_vectors(schema.ITEM_VECTOR), movie_ids, movies, keys)
+        return cells.values_at(movie_ids, movies)
 
     def _movie_search(self, query, limit, movie_filter, with_vectors: bool) -> list:
         live = self._live()
