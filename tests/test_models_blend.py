@@ -107,3 +107,11 @@ def test_only_dislikes_get_well_rated_popular_movies_unlike_them(store):
     assert len(ids) == 10 and 1196 not in ids
     assert all(r.why["text"].startswith("popular: rated by ") for r in answer.items)
     assert answer.neighbors == 0  # no likes: no similar users asked
+
+
+def test_a_movie_rated_0_on_the_unit_scale_is_never_answered(store):
+    # Rated 0, a movie is neither liked nor disliked, but it was seen: never an answer.
+    fan = {260: 1.0, 1196: 1.0}
+    first = recommend.recommend(store, fan, limit=1, model="blend").items[0].movie.movie_id
+    answer = recommend.recommend(store, {**fan, first: 0.0}, limit=10, model="blend")
+    assert len(answer.items) == 10 and first not in [r.movie.movie_id for r in answer.items]

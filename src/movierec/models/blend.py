@@ -66,7 +66,8 @@ class BlendModel(Model):
         sign = np.fromiter(signed.values(), dtype=np.float64, count=len(signed))
         order = np.argsort(movies)
         movies, sign = movies[order], sign[order]
-        excluded = np.sort(person.movie_ids)
+        # The person's movies, sorted: `movies` itself unless a unit rating of 0 was dropped.
+        excluded = movies if movies.size == len(person.ratings) else np.sort(person.movie_ids)
         if ask.exclude:
             excluded = np.union1d(excluded, np.asarray(ask.exclude, dtype=np.int64))
         mf = ask.movie_filter
