@@ -101,7 +101,7 @@ class BlendModel(Model):
             _place(item, catalog, ids, scores, floor=ids.size == limit)
 
         knn = np.zeros(len(catalog))
-        raters = None
+        liked_rows = None  # the catalog row of every like of the similar users
         found = 0
         share, knn_share, mean_power = shares(p["schedule"], len(person.ratings))
         if knn_share and likes.size:
@@ -123,7 +123,7 @@ class BlendModel(Model):
                     known = row >= 0
                     row, weight = row[known], weight[known]
                 knn = np.bincount(row, weights=weight, minlength=len(catalog))
-                raters = np.bincount(row, minlength=len(catalog))
+                liked_rows = row
                 top_knn = knn.max()
                 if top_knn > 0:
                     knn /= top_knn
@@ -151,7 +151,7 @@ class BlendModel(Model):
             score -= float(p["dislike_weight"]) * max(score[allowed].max(), 0.0) * penalty
         best = _best(np.where(allowed, score, -np.inf), catalog.ids, ask.limit)
         movies = [catalog.movie_at(row) for row in best.tolist()]
-        whys = _explained(store, catalog, best, movies, parts[:, best], likes, found, raters)
+        whys = _explained(store, catalog, best, movies, parts[:, best], likes, found, liked_rows)
         return Answer(self.name, found, [Recommendation(movie, value, why) for movie, value, why
                                          in zip(movies, score[best].tolist(), whys)])
 
@@ -246,10 +246,11 @@ def _best(score: np.ndarray, ids: np.ndarray, limit: int) -> np.ndarray:
     return rows[np.lexsort((ids[rows], -score[rows]))][:limit]
 
 
-def _explained(store, catalog, best, movies, parts, likes, found, raters) -> list[dict]:
+def _explained(store, catalog, best, movies, parts, likes, found, liked_rows) -> list[dict]:
     """Each answer's `why`, from its largest part (`parts`: one row per part, one column per
     answer, the rows of `best` and their `movies`): popular, the person's liked movies that
-    pulled it up (item model), or how many of the similar users liked it."""
+    pulled it up (item model), or how many of the similar users liked it (`liked_rows`: the
+    catalog row of each of their likes, counted only for the answers that say it)."""
     if not best.size:
         return []
     lead = parts.argmax(axis=0).tolist()
@@ -258,14 +259,17 @@ def _explained(store, catalog, best, movies, parts, likes, found, raters) -> lis
     item_whys = {}
     if by_item and likes.size:  # the likes (sorted), each 1 in the item query
         item_whys = dict(zip(by_item, pulled_up(store, catalog, likes, by_item)))
-    liked_by = raters[best].tolist() if raters is not None else [0] * len(movie_ids)
     out = []
-    for movie, movie_id, part, (popularity, item, neighbors), n in zip(
-            movies, movie_ids, lead, parts.round(4).T.tolist(), liked_by):
+    raters = None
+    for row, movie, movie_id, part, (popularity, item, neighbors) in zip(
+            best.tolist(), movies, movie_ids, lead, parts.round(4).T.tolist()):
         pulled = item_whys.get(movie_id) if part == 1 else None  # the item model's reason
         text = pulled["text"] if pulled else ""
-        if not text and part and n:
-            text = f"liked by {n} of your {found} most similar users"
+        if not text and part and liked_rows is not None:
+            if raters is None:  # how many of them liked each movie, once, when an answer says
+                raters = np.bincount(liked_rows, minlength=len(catalog))
+            if raters[row]:
+                text = f"liked by {raters[row]} of your {found} most similar users"
         if not text:
             mean = "" if movie.rating_mean is None else f", {movie.rating_mean:.2g} stars on average"
             text = f"popular: rated by {movie.rating_count:,} people{mean}"
