@@ -190,6 +190,26 @@ def test_explanations_name_the_liked_movies_adding_most_to_each_answers_score(st
     assert weights.tolist() == StoreReader.movie_weights(store, [*ids, 999_999], liked).tolist()
 
 
+def test_a_neighbour_blocks_likes_from_the_stores_liked_rows_equal_reading_the_rows(store):
+    """The embedded store keeps each user's liked movies (csr.liked_rows); a block's likes come
+    from them and equal what reading the rows' ratings against the threshold gives."""
+    import dataclasses
+
+    from movierec.vectors import SparseVector
+
+    threshold = store.meta().rating_stats.z_at_least(schema.LIKED_STARS)
+    query = SparseVector(np.array([260, 1196, 2571], np.uint32), np.ones(3, np.float32))
+    block = store.similar_users_block(query, 60, using=schema.LIKED_VECTOR)
+    assert block.liked_indices is not None and len(block) == 60
+    rows = np.array([5, 0, 59, 17])
+    kept, counts = block.likes(rows, threshold)
+    read, read_counts = dataclasses.replace(block, liked_indices=None).likes(rows, threshold)
+    assert kept.tolist() == read.tolist() and counts.tolist() == read_counts.tolist()
+    first = block.vector(5)
+    assert kept[:counts[0]].tolist() == first.indices[first.values >= threshold].tolist()
+    assert counts.sum() == kept.size > 0
+
+
 def test_item_model_dislike_pushes_similar_movies_down(store):
     """Disliking The Empire Strikes Back sinks Return of the Jedi for a Star Wars fan."""
     liked = {260: 1.0, 2571: 1.0}

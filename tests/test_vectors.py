@@ -97,7 +97,7 @@ def test_query_vector_rejects_empty_and_invalid_ratings():
         query_vector({1: float("nan")})
 
 
-def test_liked_counts_per_row_match_the_liked_vectors_in_any_chunk_size():
+def test_liked_rows_match_the_liked_vectors_in_any_chunk_size():
     from movierec.store import csr
     from movierec.vectors import liked_vectors
 
@@ -108,7 +108,9 @@ def test_liked_counts_per_row_match_the_liked_vectors_in_any_chunk_size():
     keep = np.unique(users * 1_000 + movies, return_index=True)[1]  # one rating per pair
     stats = RatingStats.of(stars[keep])
     v = user_vectors(users[keep], movies[keep], stars[keep], stats)
-    want = np.diff(liked_vectors(v, stats, 3.0).indptr)
-    assert want.sum() == int((stars[keep] >= 3).sum())
+    want = liked_vectors(v, stats, 3.0)
+    assert np.diff(want.indptr).sum() == int((stars[keep] >= 3).sum())
     for chunk in (1, 7, 100, 1 << 22):
-        assert csr.row_counts(v, stats.z_at_least(3.0), chunk=chunk).tolist() == want.tolist()
+        indptr, indices = csr.liked_rows(v, stats.z_at_least(3.0), chunk=chunk)
+        assert indptr.tolist() == want.indptr.tolist()
+        assert indices.dtype == np.uint32 and indices.tolist() == want.indices.tolist()

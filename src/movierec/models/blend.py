@@ -22,7 +22,7 @@ from movierec.models.base import Answer, Ask, Model, Person, Recommendation
 from movierec.models.item import like_weights, pulled_up
 from movierec.models.neighbors import nearest
 from movierec.store import MovieFilter, StoreReader
-from movierec.vectors import SparseVector, ranges
+from movierec.vectors import SparseVector
 
 # The prior of each catalog (one per live version), computed once: (ids, prior by quality).
 _PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -114,11 +114,9 @@ class BlendModel(Model):
             found = int(top.size)
             if found:
                 # Each neighbour adds similarity^2 to every movie they liked.
-                at = ranges(block.starts[top], block.stops[top])
-                liked = block.values[at] >= meta.rating_stats.z_at_least(schema.LIKED_STARS)
-                weight = np.repeat(np.maximum(exact[top], 0.0) ** 2, block.stops[top]
-                                   - block.starts[top])[liked]
-                row = catalog.positions(block.indices[at][liked])
+                liked, counts = block.likes(top, meta.rating_stats.z_at_least(schema.LIKED_STARS))
+                weight = np.repeat(np.maximum(exact[top], 0.0) ** 2, counts)
+                row = catalog.positions(liked)
                 if row.size and row.min() < 0:  # a movie the catalog does not hold
                     known = row >= 0
                     row, weight = row[known], weight[known]

@@ -18,7 +18,7 @@ import numpy as np
 from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.meta import IngestMeta
-from movierec.vectors import SparseVector, UserVectors, weights_at
+from movierec.vectors import SparseVector, UserVectors, ranges, weights_at
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ class NeighborBlock:
     values: np.ndarray  # float32
     # Each row's number of liked ratings (schema.LIKED_STARS up), where the store keeps it.
     liked: np.ndarray | None = None
+    # Where the store keeps them, each row's liked movies: liked_indices[liked_starts[k]:
+    # liked_starts[k] + liked[k]] (ranges of the store's own array, in the row's order).
+    liked_starts: np.ndarray | None = None
+    liked_indices: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.user_ids.size)
@@ -59,6 +63,20 @@ class NeighborBlock:
                    stops - lengths, stops,
                    np.concatenate([v.indices for v in vectors]) if vectors else empty_i,
                    np.concatenate([v.values for v in vectors]) if vectors else empty_v)
+
+    def likes(self, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """The movies these rows liked (a value at least `threshold`), laid end to end in row
+        order, and how many each row liked: from the store's liked arrays where it keeps them,
+        else by reading the rows."""
+        if self.liked_indices is not None and self.liked is not None:
+            starts, counts = self.liked_starts[rows], self.liked[rows]
+            return self.liked_indices[ranges(starts, starts + counts)], counts
+        at = ranges(self.starts[rows], self.stops[rows])
+        liked = self.values[at] >= threshold
+        lengths = self.stops[rows] - self.starts[rows]
+        counts = np.bincount(np.repeat(np.arange(rows.size), lengths)[liked],
+                             minlength=rows.size)
+        return self.indices[at][liked], counts
 
     def vector(self, k: int) -> SparseVector:
         a, b = int(self.starts[k]), int(self.stops[k])

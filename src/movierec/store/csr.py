@@ -132,11 +132,15 @@ class Cells:
         return found.reshape(rows.size, columns.size)
 
 
-def row_counts(vectors: UserVectors, threshold: float, chunk: int = 1 << 22) -> np.ndarray:
-    """Per row, how many values are at least `threshold` (the liked ratings, as
-    vectors.liked_vectors counts them), in chunks of rows so no temporary is as large as the
-    ratings."""
+def liked_rows(vectors: UserVectors, threshold: float,
+               chunk: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, indices): each row's columns whose value is at least `threshold` (the liked
+    ratings, as vectors.liked_vectors keeps them), in their order, as CSR arrays; made in chunks
+    of rows so no temporary is as large as the ratings. 4 bytes a liked rating (ml-1m: 2.3 MB;
+    100M synthetic ratings: about 230 MB). An answer reads its neighbours' likes from these
+    instead of filtering all their ratings."""
     counts = np.zeros(len(vectors), dtype=np.int64)
+    parts = []
     indptr = vectors.indptr
     start = 0
     while start < len(vectors):
@@ -145,10 +149,13 @@ def row_counts(vectors: UserVectors, threshold: float, chunk: int = 1 << 22) -> 
                    start + 1)
         stop = min(stop, len(vectors))
         a, b = int(indptr[start]), int(indptr[stop])
-        kept = np.concatenate([[0], np.cumsum(vectors.values[a:b] >= threshold, dtype=np.int64)])
+        liked = vectors.values[a:b] >= threshold
+        kept = np.concatenate([[0], np.cumsum(liked, dtype=np.int64)])
         counts[start:stop] = kept[indptr[start + 1:stop + 1] - a] - kept[indptr[start:stop] - a]
+        parts.append(vectors.indices[a:b][liked])
         start = stop
-    return counts
+    indices = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), indices
 
 
 def from_rows(rows: list[tuple[int, SparseVector]]) -> UserVectors:

@@ -197,8 +197,8 @@ class _OpenVersion:
             self.lock.release()
             raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from None
         self.vectors = csr.load(self.path / CSR, self.meta.users)
-        # Each user's number of liked ratings (users.csr's rows), counted on first use.
-        self._liked: np.ndarray | None = None
+        # Each user's liked movies (users.csr's rows: starts, counts, movies), on first use.
+        self._liked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._movie_vectors: dict[str, UserVectors | None] = {}
         self._movie_cells: dict[str, csr.Cells | None] = {}
         self._catalog: MovieCatalog | None = None
@@ -217,12 +217,15 @@ class _OpenVersion:
             return None
         indptr = self.vectors.indptr
         if self._liked is None:
-            self._liked = csr.row_counts(self.vectors,
-                                         self.meta.rating_stats.z_at_least(schema.LIKED_STARS))
+            liked_indptr, liked_indices = csr.liked_rows(
+                self.vectors, self.meta.rating_stats.z_at_least(schema.LIKED_STARS))
+            self._liked = (liked_indptr[:-1], np.diff(liked_indptr), liked_indices)
+        liked_starts, liked_counts, liked_indices = self._liked
         return NeighborBlock(np.asarray(user_ids, dtype=np.int64),
                              np.asarray(scores, dtype=np.float64),
                              indptr[pos].astype(np.int64), indptr[pos + 1].astype(np.int64),
-                             self.vectors.indices, self.vectors.values, self._liked[pos])
+                             self.vectors.indices, self.vectors.values, liked_counts[pos],
+                             liked_starts[pos], liked_indices)
 
     def movie_vectors(self, name: str) -> UserVectors | None:
         """Every movie's `name` vector from movies.<name>.csr, memory-mapped on first use."""
