@@ -187,3 +187,14 @@ def test_the_gram_matrix_split_over_two_threads_is_the_same_matrix(monkeypatch):
     assert split.tobytes() == whole.tobytes()
     dense = x.toarray()
     np.testing.assert_allclose(split, dense.T @ dense, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("ids", [
+    np.array([7, 3, 3, 9, 0, 7, 3, 5, 9, 9, 1, 3]),  # dense: ranked through the table
+    np.array([2**32 - 1, 12, 40_000_000, 12, 2**32 - 1]),  # sparse: np.unique
+])
+def test_the_learned_users_are_ranked_as_np_unique_ranks_them(ids):
+    count, ranks = itemmodel._ranks(ids)
+    distinct, inverse = np.unique(ids, return_inverse=True)
+    assert count == distinct.size
+    assert ranks.tolist() == inverse.tolist()

@@ -114,3 +114,32 @@ def test_liked_rows_match_the_liked_vectors_in_any_chunk_size():
         indptr, indices = csr.liked_rows(v, stats.z_at_least(3.0), chunk=chunk)
         assert indptr.tolist() == want.indptr.tolist()
         assert indices.dtype == np.uint32 and indices.tolist() == want.indices.tolist()
+
+
+@pytest.mark.parametrize("known", [
+    np.array([3953, 1, 17, 2, 260]),  # dense: a table by id
+    np.array([2**32 - 1, 12, 40_000_000, 7]),  # a table would take 32 GiB: a binary search
+])
+def test_id_positions_find_each_id_in_any_order_and_minus_one_for_the_rest(known):
+    from movierec.vectors import IdPositions
+
+    positions = IdPositions(known)
+    assert (positions.table is None) == (known.max() > 2**20)
+    asked = np.concatenate([known[::-1], [0, 5, 2**32 - 2, 3954]])
+    want = [known.tolist().index(i) if i in known else -1 for i in asked.tolist()]
+    assert positions(asked).tolist() == want
+    assert positions(asked.astype(np.uint32)).tolist() == want  # a vector's indices
+    assert positions(np.array([-1, 2**40])).tolist() == [-1, -1]
+    assert positions([]).tolist() == [] and IdPositions(np.empty(0))([3]).tolist() == [-1]
+    assert IdPositions(known, np.int32)(asked).dtype == np.int32
+
+
+def test_a_catalog_holding_movie_id_2_32_minus_1_finds_its_movies_without_a_huge_table():
+    from movierec.catalog import Movie, MovieCatalog
+
+    movies = [Movie(movie_id=m, title=str(m), year=None, genres=[], rating_count=1,
+                    rating_mean=4.0, imdb_id=None) for m in (2**32 - 1, 1, 50)]
+    catalog = MovieCatalog(movies)
+    found = catalog.positions([1, 2**32 - 1, 2]).tolist()
+    assert found[2] == -1 and [catalog.movie_at(p).movie_id for p in found[:2]] == [1, 2**32 - 1]
+    assert catalog.unknown([50, 3]) == [3]

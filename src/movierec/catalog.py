@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from movierec.vectors import IdPositions
+
 
 @dataclass(frozen=True)
 class Movie:
@@ -51,7 +53,7 @@ class MovieCatalog:
         for row, m in enumerate(movies):
             for g in m.genres:
                 self._genre_matrix[row, column[g]] = True
-        self._position_of: np.ndarray | None = None
+        self._position_of: IdPositions | None = None
         self._by_id: dict[int, Movie] | None = None
         self.titles = {m.movie_id: m.title for m in movies}  # what explanations name
 
@@ -80,22 +82,11 @@ class MovieCatalog:
 
     def positions(self, movie_ids: np.ndarray) -> np.ndarray:
         """Index of each id in the catalog, -1 where unknown: one lookup in a table indexed by
-        movie id (built on first use; an answer looks up thousands of ids)."""
+        movie id where the ids allow it (vectors.IdPositions, built on first use; an answer
+        looks up thousands of ids)."""
         if self._position_of is None:
-            table = np.full(int(self.ids.max()) + 1 if self.ids.size else 0, -1, dtype=np.int64)
-            table[self.ids] = np.arange(self.ids.size)
-            self._position_of = table
-        ids = np.asarray(movie_ids)
-        if ids.dtype.kind not in "iu":
-            ids = ids.astype(np.int64)
-        if not self._position_of.size:
-            return np.full(ids.shape, -1, dtype=np.int64)
-        # Unsigned ids (a vector's indices) need no check below: one pass fewer.
-        if ids.size and (ids.dtype.kind == "u" or ids.min() >= 0) \
-                and ids.max() < self._position_of.size:
-            return self._position_of[ids]
-        inside = (ids >= 0) & (ids < self._position_of.size)
-        return np.where(inside, self._position_of[np.where(inside, ids, 0)], -1)
+            self._position_of = IdPositions(self.ids)
+        return self._position_of(movie_ids)
 
     def unknown(self, movie_ids) -> list[int]:
         ids = np.asarray(list(movie_ids), dtype=np.int64)
