@@ -188,58 +188,77 @@ def _answer(reader, model: str | None):
 _EXPLAINING = re.compile(r"^(_explained|explain|explanation|pulled_up)")
 
 
-def explanation_share(fn, ratings, calls: int = 300, rounds: int = 10) -> dict:
-    """The share of an answer's time spent explaining it, two ways.
+# The store's searches, timed beside the explanations: the engine and its answer as arrays.
+SEARCH_STEPS = {"similar_movie_ids": "item-vector searches", "similar_movies": "item-vector searches",
+                "similar_users_block": "similar-users search"}
+
+
+def explanation_share(fn, ratings, reader=None, calls: int = 300, rounds: int = 10) -> dict:
+    """The share of an answer's time spent explaining it, two ways, and (with `reader`, the
+    store `fn` answers from) the share of its searches.
 
     share (the verdict): wall time. Every module-level function of movierec.models whose name is
-    `_explained` or starts with explain/explanation (blend's `_explained`: the liked movies'
-    weights in the answers' vectors, the ones that pulled each answer up, every `why` and the
-    answers themselves; the item model's `explanations`) is wrapped in a timer for the run;
-    the time inside the outermost of them, over `rounds` x `calls` answers, against the
-    answers' own. The two timer reads per answer (~0.1 us) are all it adds.
+    `_explained`, `pulled_up` or starts with explain/explanation (blend's `_explained`: the
+    liked movies' weights in the answers' vectors, the ones that pulled each answer up, every
+    `why`; the item model's `explanations`) is wrapped in a timer for the run; the time inside
+    the outermost of them, over `rounds` x `calls` answers, against the answers' own (the
+    median of the rounds). The reader's search methods get timers the same way (`steps`). Two
+    timer reads per call (~0.1 us) are all this adds.
 
-    cprofile_share: the same step's cumulative time under cProfile against `recommend`'s.
+    cprofile_share: the explaining step's cumulative time under cProfile against `recommend`'s.
     cProfile adds a fixed cost to every Python call, so it weighs Python-heavy steps (the
     explanations) above steps spent in C (the Qdrant searches): a few points above the wall
     share, which is why it is no longer the verdict."""
-    wrapped: dict[tuple[object, str], object] = {}
-    inside = [0.0, 0]  # seconds in the step, depth of the calls now running
+    inside: dict[str, list] = {}  # step: [seconds inside, depth of its calls now running]
 
-    def timed(original):
+    def timed(original, step: str):
+        spent = inside.setdefault(step, [0.0, 0])
+
         def wrapper(*args, **kwargs):
-            inside[1] += 1
+            spent[1] += 1
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
-                inside[1] -= 1
-                if not inside[1]:
-                    inside[0] += time.perf_counter() - start
+                spent[1] -= 1
+                if not spent[1]:
+                    spent[0] += time.perf_counter() - start
         return wrapper
 
+    wrapped: dict[tuple[object, str], object] = {}
     import movierec.models as models_package
     for info in sorted(pkgutil.iter_modules(models_package.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"movierec.models.{info.name}")
         for name, value in vars(module).items():
             if _EXPLAINING.match(name) and callable(value) and not isinstance(value, type):
                 wrapped[(module, name)] = value
-                setattr(module, name, timed(value))
+                setattr(module, name, timed(value, "explanations"))
+    searches = [name for name in SEARCH_STEPS if reader is not None and hasattr(reader, name)]
+    for name in searches:
+        setattr(reader, name, timed(getattr(reader, name), SEARCH_STEPS[name]))
     try:
         for _ in range(20):
             fn(ratings)
-        shares = []
+        shares: dict[str, list[float]] = {step: [] for step in inside}
         for _ in range(rounds):
-            inside[0] = 0.0
+            for spent in inside.values():
+                spent[0] = 0.0
             start = time.perf_counter()
             for _ in range(calls):
                 fn(ratings)
-            shares.append(inside[0] / (time.perf_counter() - start))
+            whole = time.perf_counter() - start
+            for step, spent in inside.items():
+                shares[step].append(spent[0] / whole)
     finally:
         for (module, name), value in wrapped.items():
             setattr(module, name, value)
+        for name in searches:
+            delattr(reader, name)  # the class's method again
     functions = sorted({name for _, name in wrapped})
-    return {"share": float(np.median(shares)), "shares": shares, "calls": calls * rounds,
-            "functions": functions, "cprofile_share": _cprofile_share(fn, ratings, calls)}
+    steps = {step: float(np.median(v)) for step, v in shares.items() if step != "explanations"}
+    return {"share": float(np.median(shares["explanations"])), "shares": shares["explanations"],
+            "calls": calls * rounds, "functions": functions, "steps": steps,
+            "cprofile_share": _cprofile_share(fn, ratings, calls)}
 
 
 def _cprofile_share(fn, ratings, calls: int) -> float:
@@ -302,7 +321,7 @@ def run_answers(data: Path, store: Path, default: str, names: list[str], n: int,
             k: over(answers[DEFAULT], random_people(pool, n_people, np.random.default_rng(k),
                                                     most=k, least=k)).summary()
             for k in NEW_PERSON_RATINGS}
-        out["explanations"] = explanation_share(answers[DEFAULT], TUTORIAL_RATINGS)
+        out["explanations"] = explanation_share(answers[DEFAULT], TUTORIAL_RATINGS, reader)
     return out
 
 

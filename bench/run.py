@@ -410,6 +410,13 @@ def _answer_tables(a: dict) -> str:
             f"{', '.join(e['functions']) or 'no explaining function'} against the answers'"
             + (f"; under cProfile, which weighs Python calls above C, {cprofile:.1%})."
                if cprofile is not None else ").")]
+    steps = e.get("steps") or {}
+    if steps:
+        parts = [f"{step} {share:.1%}" for step, share in steps.items()]
+        rest = 1.0 - e["share"] - sum(steps.values())
+        out += ["", "Where the default answer's time goes (wall time inside each step, the same "
+                f"answers): {', '.join(parts)}, explanations {e['share']:.1%}; the rest (numpy "
+                f"over the catalog, the checks, Python around them) {rest:.1%}."]
     return "\n".join(out)
 
 
