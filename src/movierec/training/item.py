@@ -488,9 +488,9 @@ def keep_top_per_column(weights: np.ndarray, m: int, *, by_magnitude: bool = Tru
 # The served item model: learned at ingest time from the whole dataset, stored in Qdrant.
 
 # Learning is a dense solve over the movies (O(n^3)); past SERVED_MAX_MOVIES only the most liked
-# are modelled (ml-1m: 3,260 movies qualify, all kept). Each movie's vector is cut to its
+# are modelled (ml-1m: 3,123 movies qualify, all kept). Each movie's vector is cut to its
 # SERVED_PRUNE_M weights that matter most (prune_rows): 4x fewer weights to write and to search
-# than 3,260 each, for nearly the same NDCG (the served movies of the evaluation's train part,
+# than 3,123 each, for nearly the same NDCG (the served movies of the evaluation's train part,
 # `bench.ml1m.item_model_quality`: 0.2943 with every weight, 0.2941 pruned to 1,024, 0.2938 to
 # 768, 0.2931 to 640). 768 rather than 1,024: a quarter less to write (ml-1m's ingest -0.35 s)
 # and to search (the default answer 5-11% faster), and new people's recall@20 unchanged within
