@@ -114,6 +114,10 @@ def test_liked_rows_match_the_liked_vectors_in_any_chunk_size():
         indptr, indices = csr.liked_rows(v, stats.z_at_least(3.0), chunk=chunk)
         assert indptr.tolist() == want.indptr.tolist()
         assert indices.dtype == np.uint32 and indices.tolist() == want.indices.tolist()
+    liked = int(want.indptr[-1])
+    assert csr.liked_rows(v, stats.z_at_least(3.0), max_liked=liked)[1].size == liked
+    indptr, indices = csr.liked_rows(v, stats.z_at_least(3.0), chunk=7, max_liked=liked - 1)
+    assert indices is None and indptr.tolist() == want.indptr.tolist()  # past it: counts only
 
 
 @pytest.mark.parametrize("known", [

@@ -132,30 +132,37 @@ class Cells:
         return found.reshape(rows.size, columns.size)
 
 
-def liked_rows(vectors: UserVectors, threshold: float,
-               chunk: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+def liked_rows(vectors: UserVectors, threshold: float, chunk: int = 1 << 22,
+               max_liked: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(indptr, indices): each row's columns whose value is at least `threshold` (the liked
-    ratings, as vectors.liked_vectors keeps them), in their order, as CSR arrays; made in chunks
-    of rows so no temporary is as large as the ratings. 4 bytes a liked rating (ml-1m: 2.3 MB;
-    100M synthetic ratings: about 230 MB). An answer reads its neighbours' likes from these
-    instead of filtering all their ratings."""
-    counts = np.zeros(len(vectors), dtype=np.int64)
-    parts = []
+    ratings, as vectors.liked_vectors keeps them), in their order, as CSR arrays, made in
+    chunks of rows so no temporary is as large as the ratings: a pass to count them, then one
+    to copy them into their array. 4 bytes a liked rating (ml-1m: 2.3 MB). Past `max_liked` of
+    them, only the counts (indices None): an answer then filters its neighbours' ratings as it
+    did before, instead of holding a copy of most ratings (83M of 100M synthetic ones: 330 MB
+    for a few percent of a blend answer)."""
     indptr = vectors.indptr
+    bounds = []  # (first row, row after, first value, value after) of each chunk
     start = 0
     while start < len(vectors):
         # Rows from `start` holding about `chunk` values (at least one row).
         stop = max(int(np.searchsorted(indptr, indptr[start] + chunk, side="right")) - 1,
                    start + 1)
         stop = min(stop, len(vectors))
-        a, b = int(indptr[start]), int(indptr[stop])
-        liked = vectors.values[a:b] >= threshold
-        kept = np.concatenate([[0], np.cumsum(liked, dtype=np.int64)])
-        counts[start:stop] = kept[indptr[start + 1:stop + 1] - a] - kept[indptr[start:stop] - a]
-        parts.append(vectors.indices[a:b][liked])
+        bounds.append((start, stop, int(indptr[start]), int(indptr[stop])))
         start = stop
-    indices = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32)
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), indices
+    counts = np.zeros(len(vectors), dtype=np.int64)
+    for start, stop, a, b in bounds:
+        kept = np.concatenate([[0], np.cumsum(vectors.values[a:b] >= threshold, dtype=np.int64)])
+        counts[start:stop] = kept[indptr[start + 1:stop + 1] - a] - kept[indptr[start:stop] - a]
+    out_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    if max_liked is not None and int(out_indptr[-1]) > max_liked:
+        return out_indptr, None
+    indices = np.empty(int(out_indptr[-1]), dtype=vectors.indices.dtype)
+    for start, stop, a, b in bounds:
+        indices[out_indptr[start]:out_indptr[stop]] = \
+            vectors.indices[a:b][vectors.values[a:b] >= threshold]
+    return out_indptr, indices
 
 
 def from_rows(rows: list[tuple[int, SparseVector]]) -> UserVectors:
