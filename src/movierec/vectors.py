@@ -227,27 +227,41 @@ def ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
 
 
-def weights_at(vectors: list[SparseVector | None], columns: np.ndarray) -> np.ndarray:
-    """(len(vectors), columns.size) float64: each vector's value at each of the sorted
-    `columns`, 0 where it has none (None: a row of zeros).
+def cell_keys(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Each stored value's key in CSR arrays, row << 32 | column (columns are u32), then one key
+    above every cell: rows in order and each row's columns sorted and unique (as SparseVector
+    holds them) make the keys ascending, so one binary search finds any (row, column)."""
+    keys = np.repeat(np.arange(indptr.size - 1, dtype=np.int64) << 32, np.diff(indptr))
+    keys |= indices
+    return np.append(keys, np.iinfo(np.int64).max)
 
-    One binary search for every (vector, column): the vectors laid end to end, vector k's
-    indices offset by k * 2^32 (indices are u32), so the keys are sorted and (k, column) is
-    found at its key. A dozen array operations whatever the number of vectors."""
-    count = len(vectors)
-    rows = [v for v in vectors if v is not None]
-    if not count or not columns.size or not any(len(v) for v in rows):
-        return np.zeros((count, columns.size))
+
+def values_at_cells(keys: np.ndarray, values: np.ndarray, rows: np.ndarray,
+                    columns: np.ndarray) -> np.ndarray:
+    """(rows.size, columns.size) float64: the value at each (row, column), 0 where there is
+    none (and for a row of -1), by one binary search of their keys among `keys` (cell_keys)."""
+    columns = np.asarray(columns, dtype=np.int64)
+    if not rows.size or not columns.size or not values.size:
+        return np.zeros((rows.size, columns.size))
+    wanted = ((rows << 32)[:, None] | columns[None, :]).ravel()  # row -1: below every key
+    at = keys.searchsorted(wanted)
+    found = np.where(keys[at] == wanted, values.take(at, mode="clip"),
+                     np.float64(0.0))  # (clip: the last key is above every cell)
+    return found.reshape(rows.size, columns.size)
+
+
+def weights_at(vectors: list[SparseVector | None], columns: np.ndarray) -> np.ndarray:
+    """(len(vectors), columns.size) float64: each vector's value at each of the `columns`, 0
+    where it has none (None: a row of zeros): the vectors laid end to end as CSR arrays, then
+    one binary search for every (vector, column) among their cell keys."""
     lengths = np.fromiter((len(v) if v is not None else 0 for v in vectors), dtype=np.int64,
-                          count=count)
-    offsets = np.arange(count, dtype=np.int64) << 32
-    keys = np.concatenate([v.indices for v in rows]).astype(np.int64)
-    keys += np.repeat(offsets, lengths)
-    values = np.concatenate([v.values for v in rows])
-    wanted = (offsets[:, None] + columns.astype(np.int64)).ravel()
-    at = np.minimum(keys.searchsorted(wanted), keys.size - 1)
-    found = values[at].astype(np.float64)
-    return np.where(keys[at] == wanted, found, 0.0).reshape(count, columns.size)
+                          count=len(vectors))
+    held = [v for v in vectors if v is not None]
+    indices = np.concatenate([v.indices for v in held]) if held else np.empty(0, np.uint32)
+    values = np.concatenate([v.values for v in held]) if held else np.empty(0, np.float32)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return values_at_cells(cell_keys(indptr, indices), values,
+                           np.arange(len(vectors), dtype=np.int64), columns)
 
 
 def query_vector(ratings: dict[int, float]) -> SparseVector:

@@ -164,11 +164,10 @@ def pulled_up(store: StoreReader, catalog: MovieCatalog, movies: np.ndarray,
     order = np.argsort(lowered, axis=1, kind="stable")[:, :3]  # largest first, ties: lower id
     # The parts that pulled (positive ones) come first in that order: a prefix of each row.
     pulled = (lowered < 0).sum(axis=1).tolist()
-    titles = catalog.titles
     out = []
     for top, count in zip(movies[order].tolist(), pulled):
         top = top[:count]
-        named = [titles[m] for m in top if m in titles]
+        named = _titles(catalog, top)
         out.append({"text": "because you liked " + _joined(named), "movies": top} if named
                    else {"text": "", "movies": []})
     return out

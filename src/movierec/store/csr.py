@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from movierec.vectors import SparseVector, UserVectors
+from movierec.vectors import SparseVector, UserVectors, cell_keys, values_at_cells
 
 ARRAYS = ("user_ids", "indptr", "indices", "values")
 HEADER = 4096
@@ -94,12 +94,10 @@ def rows_of(vectors: UserVectors, ids) -> list[SparseVector] | None:
 
 
 class Cells:
-    """Every stored value of the vectors found by (row id, column) in one binary search, kept by
-    a reader beside its memory-mapped file. The keys are row << 32 | column (columns are u32) in
-    storage order: rows in order and each row's columns sorted and unique (as SparseVector
-    holds them and the writer stores them) make them ascending. 8 bytes a stored value (ml-1m's
-    item weights: 20 MB). It replaced one search of the columns in each row (ten rows: 26 us
-    against 63 within an answer) and, before that, copying the rows out (rows_of, then
+    """Every stored value of the vectors found by (row id, column) in one binary search
+    (vectors.cell_keys), kept by a reader beside its memory-mapped file: 8 bytes a stored value
+    (ml-1m's item weights: 20 MB). It replaced one search of the columns in each row (ten rows:
+    26 us against 63 within an answer) and, before that, copying the rows out (rows_of, then
     weights_at), which reads every one of their weights."""
 
     def __init__(self, vectors: UserVectors, keys: np.ndarray):
@@ -110,26 +108,17 @@ class Cells:
     @classmethod
     def of(cls, vectors: UserVectors) -> Cells | None:
         """The cells of `vectors`; None when a row's columns are not sorted and unique."""
-        keys = np.repeat(np.arange(len(vectors), dtype=np.int64) << 32, np.diff(vectors.indptr))
-        keys |= vectors.indices
-        if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
+        keys = cell_keys(vectors.indptr, vectors.indices)
+        if keys.size > 2 and not (keys[1:-1] > keys[:-2]).all():
             return None
-        # One key above every cell at the end: a search always lands on a key.
-        return cls(vectors, np.append(keys, np.iinfo(np.int64).max))
+        return cls(vectors, keys)
 
     def values_at(self, ids, columns: np.ndarray) -> np.ndarray:
         """(len(ids), columns.size) float64: the row of each id at each of the `columns`, 0
         where it has none (and for an id without a row), read in place: a few cache lines a
         cell."""
         rows = np.array([self.row_of.get(i, -1) for i in ids], dtype=np.int64)
-        columns = np.asarray(columns, dtype=np.int64)
-        if not rows.size or not columns.size or not self.vectors.values.size:
-            return np.zeros((rows.size, columns.size))
-        wanted = ((rows << 32)[:, None] | columns[None, :]).ravel()  # no row: below every key
-        at = self.keys.searchsorted(wanted)
-        found = np.where(self.keys[at] == wanted, self.vectors.values.take(at, mode="clip"),
-                         np.float64(0.0))  # (clip: the last key is above every cell)
-        return found.reshape(rows.size, columns.size)
+        return values_at_cells(self.keys, self.vectors.values, rows, columns)
 
 
 def liked_rows(vectors: UserVectors, threshold: float, chunk: int = 1 << 22,
