@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from movierec import recommend
 from movierec.errors import QueryError
 from movierec.models import REGISTRY
-from movierec.models.blend import shares
+from movierec.models.blend import _best, shares
 from movierec.store import MovieFilter
 from movierec.vectors import SparseVector
 
@@ -115,3 +117,20 @@ def test_a_movie_rated_0_on_the_unit_scale_is_never_answered(store):
     first = recommend.recommend(store, fan, limit=1, model="blend").items[0].movie.movie_id
     answer = recommend.recommend(store, {**fan, first: 0.0}, limit=10, model="blend")
     assert len(answer.items) == 10 and first not in [r.movie.movie_id for r in answer.items]
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(0, 2000), limit=st.integers(1, 40), levels=st.sampled_from([0, 3, 50]),
+       unallowed=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1))
+def test_the_best_rows_are_those_of_a_full_sort_ties_by_movie_id(size, limit, levels, unallowed,
+                                                                  seed):
+    # _best selects through a sample's bound; a full sort of (-score, id) is the definition.
+    # levels: 0 for continuous scores, else that many distinct values (ties); unallowed: the
+    # share of movies at -inf (filtered out).
+    rng = np.random.default_rng(seed)
+    score = rng.integers(0, levels, size) / 7.0 if levels else rng.random(size) ** 8
+    score[rng.random(size) < unallowed] = -np.inf
+    ids = rng.permutation(size).astype(np.int64) * 7  # ids not in row order
+    expected = [r for r in sorted(range(size), key=lambda r: (-score[r], ids[r]))
+                if np.isfinite(score[r])][:limit]
+    assert _best(score, ids, limit).tolist() == expected

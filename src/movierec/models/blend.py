@@ -232,12 +232,23 @@ def _place(out: np.ndarray, catalog: MovieCatalog, ids: np.ndarray, scores: np.n
     out[rows] = scores / scale
 
 
+# _best bounds the limit-th best score from below by the limit-th best of every this many (a
+# sample's), then selects among the few scores reaching that bound: one partition of a few
+# thousand floats took 33 us of a 0.9 ms answer, the sample's and the few's 13 us together.
+BEST_SAMPLE_STRIDE = 16
+
+
 def _best(score: np.ndarray, ids: np.ndarray, limit: int) -> np.ndarray:
     """The rows of the `limit` best finite scores, best first, ties by movie id."""
     if score.size > limit:
-        # Everything at least as good as the limit-th score, ties included, then the order.
-        kth = np.partition(score, score.size - limit)[score.size - limit]
-        rows = np.flatnonzero(score >= kth)
+        sample = score[::BEST_SAMPLE_STRIDE]
+        bound = np.partition(sample, sample.size - limit)[sample.size - limit] \
+            if sample.size > limit else -np.inf
+        rows = np.flatnonzero(score >= bound)  # every one of the best among them
+        if rows.size > limit:
+            # Everything at least as good as the limit-th score, ties included, then the order.
+            found = score[rows]
+            rows = rows[found >= np.partition(found, found.size - limit)[found.size - limit]]
     else:
         rows = np.arange(score.size)
     rows = rows[np.isfinite(score[rows])]
