@@ -189,7 +189,9 @@ _EXPLAINING = re.compile(r"^(_explained|explain|explanation|pulled_up)")
 
 
 # The store's searches, timed beside the explanations: the engine and its answer as arrays.
-SEARCH_STEPS = {"similar_movie_ids": "item-vector searches", "similar_movies": "item-vector searches",
+SEARCH_STEPS = {"similar_movie_ids": "item-vector searches",
+                "similar_movie_ids_batch": "item-vector searches",
+                "similar_movies": "item-vector searches",
                 "similar_users_block": "similar-users search"}
 
 

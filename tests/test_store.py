@@ -214,3 +214,39 @@ def test_server_store_reports_unreachable_qdrant_as_unavailable_not_a_crash():
     assert status.detail.startswith("cannot reach Qdrant at http://127.0.0.1:9")
     with pytest.raises(StoreUnavailable, match="cannot reach Qdrant"):
         store.catalog()
+
+
+def test_both_stores_batch_the_item_searches_and_give_the_same_default_answer(tmp_path, small_dir):
+    """blend sends its two item-vector searches (likes, dislikes) as one batch: each store's
+    batch returns what the searches one by one return, and the two stores answer alike."""
+    from movierec.store import MovieFilter
+    from movierec.vectors import SparseVector
+
+    stores = []
+    for where in ({"qdrant_path": tmp_path / "embedded"},
+                  {"qdrant_url": f"local:{tmp_path / 'local'}"}):
+        ingest.run(settings_for(**where), "small", small_dir, progress=False)
+        stores.append(open_reader(settings_for(**where)))
+    likes = SparseVector(np.array([1, 2, 5], dtype=np.uint32), np.ones(3, np.float32))
+    dislikes = SparseVector(np.array([3, 7], dtype=np.uint32), np.ones(2, np.float32))
+    try:
+        for store in stores:
+            assert "item" in store.meta().models
+            for where in (MovieFilter(), MovieFilter(exclude_ids=(1, 2), genres=("Drama",))):
+                asked = [(likes, 40), (dislikes, 7)]
+                batch = store.similar_movie_ids_batch(asked, where)
+                alone = [store.similar_movie_ids(q, n, where) for q, n in asked]
+                assert [ids.size for ids, _ in batch] == [ids.size for ids, _ in alone]
+                assert batch[0][0].size > 7 and batch[1][0].size == 7
+                for (ids_b, scores_b), (ids_a, scores_a) in zip(batch, alone):
+                    assert ids_b.tolist() == ids_a.tolist()
+                    np.testing.assert_array_equal(scores_b, scores_a)
+        for ratings in (QUERY, {1: 1.0, 3: -1.0}, {3: -1.0}, {4: 1.0}):
+            a, b = (recommend.recommend(store, ratings, limit=10) for store in stores)
+            assert a.model == b.model == "blend"
+            assert [r.movie.movie_id for r in a.items] == [r.movie.movie_id for r in b.items]
+            assert [r.score for r in a.items] == pytest.approx([r.score for r in b.items],
+                                                               rel=1e-5)
+    finally:
+        for store in stores:
+            store.close()

@@ -84,7 +84,9 @@ class BlendModel(Model):
         item = np.zeros(len(catalog))
         has_item = "item" in meta.models
         likes = movies[sign > 0]
-        item_found = 0
+        dislikes = movies[sign < 0]
+        # The item-vector searches, for the likes and for the dislikes, in one batch.
+        queries: dict[str, tuple[SparseVector, int]] = {}
         if has_item and likes.size:
             if person.scale == "unit":
                 values = np.ones(likes.size, dtype=np.float32)
@@ -93,12 +95,20 @@ class BlendModel(Model):
                 values = like_weights(np.array([stars[m] for m in likes.tolist()]),
                                       meta.models["item"].get("rating_weights"))
             # The ratings were checked (recommend.check_ratings): sorted unique ids.
-            limit = fetch + int(p["candidates"])
-            ids, scores = store.similar_movie_ids(SparseVector(likes.astype(np.uint32), values),
-                                                  limit, search)
+            queries["likes"] = (SparseVector(likes.astype(np.uint32), values),
+                                fetch + int(p["candidates"]))
+        if has_item and dislikes.size and p["dislike_weight"] and allowed.any():
+            queries["dislikes"] = (SparseVector(dislikes.astype(np.uint32),
+                                                np.ones(dislikes.size, dtype=np.float32)),
+                                   fetch + int(p["dislike_candidates"]))
+        found_movies = dict(zip(queries, store.similar_movie_ids_batch(
+            list(queries.values()), search))) if queries else {}
+        item_found = 0
+        if "likes" in found_movies:
+            ids, scores = found_movies["likes"]
             item_found = ids.size
             # Cut at its limit, the search bounds every movie it did not return by its last.
-            _place(item, catalog, ids, scores, floor=ids.size == limit)
+            _place(item, catalog, ids, scores, floor=ids.size == queries["likes"][1])
 
         knn = np.zeros(len(catalog))
         liked_rows = None  # the catalog row of every like of the similar users
@@ -138,12 +148,9 @@ class BlendModel(Model):
         np.multiply(((1 - share) * (1 - knn_share)) * quality, item, out=parts[1])
         np.multiply(((1 - share) * knn_share) * quality, knn, out=parts[2])
         score = parts[0] + parts[1] + parts[2]
-        dislikes = movies[sign < 0]
-        if has_item and dislikes.size and p["dislike_weight"] and allowed.any():
+        if "dislikes" in found_movies:
             # Movies most like the disliked ones lose up to dislike_weight of the best score.
-            ids, near = store.similar_movie_ids(SparseVector(
-                dislikes.astype(np.uint32), np.ones(dislikes.size, dtype=np.float32)),
-                fetch + int(p["dislike_candidates"]), search)
+            ids, near = found_movies["dislikes"]
             penalty = np.zeros(len(catalog))
             _place(penalty, catalog, ids, near)
             score -= float(p["dislike_weight"]) * max(score[allowed].max(), 0.0) * penalty

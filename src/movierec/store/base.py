@@ -203,6 +203,13 @@ class StoreReader(ABC):
         return (np.array([h.movie_id for h in hits], dtype=np.int64),
                 np.array([h.score for h in hits], dtype=np.float64))
 
+    def similar_movie_ids_batch(
+        self, queries: list[tuple[SparseVector, int]], movie_filter: MovieFilter
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """similar_movie_ids of each (query, limit), with one filter, in their order: one call
+        to the engine where it takes a batch (a server: one round trip instead of one each)."""
+        return [self.similar_movie_ids(query, limit, movie_filter) for query, limit in queries]
+
     @abstractmethod
     def movie_vectors(self, movie_ids: list[int]) -> dict[int, SparseVector]:
         """The item-model vectors of these movies (those that have one)."""

@@ -137,6 +137,17 @@ def _shard_config(vector_names: tuple[str, ...]) -> qe.EdgeConfig:
     )
 
 
+def _movie_request(query: SparseVector, limit: int, where: qe.Filter | None,
+                   with_vectors: bool) -> qe.QueryRequest:
+    return qe.QueryRequest(
+        limit=limit,
+        query=qe.Query.Nearest(_edge_vector(query), using=schema.ITEM_VECTOR),
+        with_vector=[schema.ITEM_VECTOR] if with_vectors else False,
+        with_payload=False,
+        filter=where,
+    )
+
+
 def _edge_vector(vector: SparseVector) -> qe.SparseVector:
     # Lists: qdrant-edge reads a numpy array item by item, 4x slower than a list.
     return qe.SparseVector(vector.indices.tolist(), vector.values.tolist())
@@ -403,18 +414,23 @@ class EmbeddedReader(StoreReader):
 
     def _movie_search(self, query, limit, movie_filter, with_vectors: bool) -> list:
         live = self._live()
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(_edge_vector(query), using=schema.ITEM_VECTOR),
-            with_vector=[schema.ITEM_VECTOR] if with_vectors else False,
-            with_payload=False,
-            filter=_movie_filter(movie_filter),
-        )
+        request = _movie_request(query, limit, _movie_filter(movie_filter), with_vectors)
         with self._mutex:
             return live.movies.query(request)
 
     def similar_movie_ids(self, query, limit, movie_filter) -> tuple[np.ndarray, np.ndarray]:
         return _ids_and_scores(self._movie_search(query, limit, movie_filter, False))
+
+    def similar_movie_ids_batch(self, queries, movie_filter) -> list[tuple[np.ndarray, np.ndarray]]:
+        if len(queries) < 2:
+            return super().similar_movie_ids_batch(queries, movie_filter)
+        live = self._live()
+        where = _movie_filter(movie_filter)
+        batch = qe.QueryBatchRequest(
+            queries=[_movie_request(query, limit, where, False) for query, limit in queries])
+        with self._mutex:
+            found = live.movies.query_batch(batch)
+        return [_ids_and_scores(points) for points in found]
 
     def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
         points = self._movie_search(query, limit, movie_filter, with_vectors)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -430,6 +431,22 @@ class ServerReader(StoreReader):
             out.append(ScoredMovie(int(p.id), float(p.score),
                                    as_sparse(v.indices, v.values) if v is not None else None))
         return out
+
+    def similar_movie_ids_batch(self, queries, movie_filter) -> list[tuple[np.ndarray, np.ndarray]]:
+        if len(queries) < 2:
+            return super().similar_movie_ids_batch(queries, movie_filter)
+        where = _movie_filter(movie_filter)
+        answers = self._call(
+            self.client.query_batch_points,
+            schema.MOVIES,
+            requests=[models.QueryRequest(query=_sparse(query), using=schema.ITEM_VECTOR,
+                                          limit=limit, filter=where, with_payload=False,
+                                          with_vector=False)
+                      for query, limit in queries],
+        )
+        return [(np.array([int(p.id) for p in answer.points], dtype=np.int64),
+                 np.array([p.score for p in answer.points], dtype=np.float64))
+                for answer in answers]
 
     def close(self) -> None:
         # Local-mode clients are shared per path within the process and closed at exit.
