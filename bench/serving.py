@@ -90,7 +90,7 @@ def lua_script(folder: Path, name: str, payload: dict) -> Path:
 def run(service: Service, workdir: Path, bodies: dict[str, dict], concurrencies=(1, 8, 64),
         seconds: float = 5.0, rounds: int = 3, profile: Path | None = None) -> dict:
     """Latency and throughput of POST /recommendations for each body at each concurrency,
-    `rounds` times interleaved (body by body, concurrency by concurrency); medians over rounds.
+    `rounds` times interleaved (concurrency by concurrency, body by body); medians over rounds.
     `profile`: py-spy on the server under the first body (the default request)."""
     use_wrk = shutil.which("wrk") is not None
     scripts = {label: lua_script(workdir, re.sub(r"\W", "_", label), b)
@@ -110,9 +110,12 @@ def run(service: Service, workdir: Path, bodies: dict[str, dict], concurrencies=
             load(label, c, 1)
     results: dict[str, dict[int, list[dict]]] = {label: {c: [] for c in concurrencies}
                                                  for label in bodies}
+    # Concurrency by concurrency, every body in turn: the requests compared (the default's
+    # against the tutorial mode's) are measured seconds apart, not a whole body's cells apart,
+    # on a machine whose speed drifts by tens of percent within minutes.
     for _ in range(rounds):
-        for label in bodies:
-            for c in concurrencies:
+        for c in concurrencies:
+            for label in bodies:
                 results[label][c].append(load(label, c, seconds))
     if profile is not None:
         first = next(iter(bodies))
