@@ -320,10 +320,11 @@ class StoreWriter(ABC):
         """Release locks and handles."""
 
 
-def user_rows(users: UserPoints, start: int, stop: int):
+def user_rows(users: UserPoints, start: int, stop: int, views: bool = False):
     """(user_id, {vector name: (indices list, values list)}, payload) for users [start, stop);
-    empty vectors are left out."""
-    named = {name: rows(v, start, stop) for name, v in users.vectors.items()}
+    empty vectors are left out. views: memoryviews of the arrays instead of lists."""
+    named = {name: (row_views if views else rows)(v, start, stop)
+             for name, v in users.vectors.items()}
     ids = users.ratings.user_ids[start:stop].tolist()
     for k, user_id in enumerate(ids):
         vectors = {}
@@ -355,6 +356,15 @@ def rows(vectors: UserVectors, start: int, stop: int):
     for k, user_id in enumerate(vectors.user_ids[start:stop].tolist()):
         lo, hi = offsets[k], offsets[k + 1]
         yield user_id, indices[lo:hi], values[lo:hi]
+
+
+def row_views(vectors: UserVectors, start: int, stop: int):
+    """rows, each row's indices and values as memoryviews of the arrays (no copies)."""
+    bounds = vectors.indptr[start : stop + 1].tolist()
+    indices, values = vectors.indices, vectors.values
+    for k, user_id in enumerate(vectors.user_ids[start:stop].tolist()):
+        lo, hi = bounds[k], bounds[k + 1]
+        yield user_id, memoryview(indices[lo:hi]), memoryview(values[lo:hi])
 
 
 def named_vectors(records, name: str) -> dict[int, SparseVector]:

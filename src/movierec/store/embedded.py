@@ -503,12 +503,13 @@ class EmbeddedWriter(StoreWriter):
     def write_users(self, users: UserPoints, start: int, stop: int) -> None:
         assert self._users is not None
         # All of a user's vectors in one upsert (10-15% cheaper than an upsert plus an
-        # update_vectors). Python lists, not numpy slices: qdrant-edge converts a list 4x
-        # faster than an array.
+        # update_vectors). Memoryviews of the arrays: qdrant-edge reads them as fast as lists
+        # (a numpy array itself 4x slower), without making the lists (ml-1m: 0.2 s of points
+        # built in 0.4 s before).
         points = [
             qe.Point(user_id, {name: qe.SparseVector(idx, val)
                                for name, (idx, val) in vectors.items()}, payload)
-            for user_id, vectors, payload in user_rows(users, start, stop)
+            for user_id, vectors, payload in user_rows(users, start, stop, views=True)
         ]
         self._users.update(qe.UpdateOperation.upsert_points(points))
         if self._ratings is None or self._ratings is users.ratings:
