@@ -42,8 +42,10 @@ def bodies_for(default: str, names: list[str], limit: int = 10) -> dict[str, dic
 
 
 def start_server(store: Path, log: Path) -> Service:
+    """`movierec serve` as it runs by default: LOG_LEVEL info, one JSON access line a request
+    (into `log`)."""
     return start({"QDRANT_PATH": str(store), "QDRANT_URL": "", "MOVIELENS_DIR": ""}, log,
-                 wait_for="/readyz", log_level="warning")
+                 wait_for="/readyz")
 
 
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}

@@ -499,6 +499,11 @@ def keep_top_per_column(weights: np.ndarray, m: int, *, by_magnitude: bool = Tru
 # catalogs. Pruning beats re-fitting the kept weights (learn_item_weights' top_m: one solve per
 # movie, 40 s of the 95 s learning at 25M ratings) at the same budget: ml-1m, 512 weights,
 # NDCG@10 0.2930 against 0.2919; 256, 0.2905 against 0.2886.
+# A higher SERVED_MIN_LIKES learns faster (n^3) for the same NDCG on ml-1m, at a cost on small
+# catalogs: 20 likes (ml-1m: 2,805 movies) learned in 1.47 s instead of 2.05, NDCG@10 0.2940
+# against 0.2938, new people's recall@20 within 0.004 at every k (`movierec evaluate --protocol
+# new-people`); but on ml-latest-small, where it drops far more of the movies, blend's lead over
+# the item model at k = 50 went from 0.006 to none (0.452 each). Kept at 10.
 SERVED_MAX_MOVIES = 6_000
 SERVED_MIN_LIKES = 10
 SERVED_SMALL_UP_TO = 4_000
