@@ -24,7 +24,7 @@ SERVICE_KEY = "svc-token-0b9e8d7c6a5f4e3d2c1b"
 
 # What the service may ask of Qdrant: reads only (qdrant-client method names).
 READ_API = {"get_aliases", "get_collection", "get_collections", "count", "scroll",
-            "query_points", "retrieve", "close"}
+            "query_points", "query_batch_points", "retrieve", "close"}
 WRITE_WORDS = ("upsert", "delete", "create", "update", "recreate", "set_payload", "overwrite",
                "clear", "upload", "write", "commit", "begin", "abort", "snapshot")
 
