@@ -8,6 +8,7 @@ it in atomically on commit.
 from __future__ import annotations
 
 import datetime
+import operator
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -323,8 +324,7 @@ class StoreWriter(ABC):
 def user_rows(users: UserPoints, start: int, stop: int, views: bool = False):
     """(user_id, {vector name: (indices list, values list)}, payload) for users [start, stop);
     empty vectors are left out. views: memoryviews of the arrays instead of lists."""
-    named = {name: (row_views if views else rows)(v, start, stop)
-             for name, v in users.vectors.items()}
+    named = {name: rows(v, start, stop, views) for name, v in users.vectors.items()}
     ids = users.ratings.user_ids[start:stop].tolist()
     for k, user_id in enumerate(ids):
         vectors = {}
@@ -347,24 +347,29 @@ def movie_rows(movies: MoviePoints, start: int, stop: int):
         yield int(payload["movie_id"]), vectors, payload
 
 
-def rows(vectors: UserVectors, start: int, stop: int):
-    """(user_id, indices list, values list) for users [start, stop), sliced without copies."""
+def rows(vectors: UserVectors, start: int, stop: int, views: bool = False):
+    """(user_id, indices, values) for users [start, stop): lists sliced from one list per
+    array, or (views) memoryviews of the arrays themselves, sliced without copies."""
     a, b = int(vectors.indptr[start]), int(vectors.indptr[stop])
-    indices = vectors.indices[a:b].tolist()
-    values = vectors.values[a:b].tolist()
+    if views:
+        indices, values = memoryview(vectors.indices[a:b]), memoryview(vectors.values[a:b])
+    else:
+        indices, values = vectors.indices[a:b].tolist(), vectors.values[a:b].tolist()
     offsets = (vectors.indptr[start : stop + 1] - a).tolist()
     for k, user_id in enumerate(vectors.user_ids[start:stop].tolist()):
         lo, hi = offsets[k], offsets[k + 1]
         yield user_id, indices[lo:hi], values[lo:hi]
 
 
-def row_views(vectors: UserVectors, start: int, stop: int):
-    """rows, each row's indices and values as memoryviews of the arrays (no copies)."""
-    bounds = vectors.indptr[start : stop + 1].tolist()
-    indices, values = vectors.indices, vectors.values
-    for k, user_id in enumerate(vectors.user_ids[start:stop].tolist()):
-        lo, hi = bounds[k], bounds[k + 1]
-        yield user_id, memoryview(indices[lo:hi]), memoryview(values[lo:hi])
+_ID = operator.attrgetter("id")
+_SCORE = operator.attrgetter("score")
+
+
+def ids_and_scores(points: list) -> tuple[np.ndarray, np.ndarray]:
+    """Found points' ids (int64) and scores (float64), in their order (either engine's)."""
+    n = len(points)
+    return (np.fromiter(map(_ID, points), dtype=np.int64, count=n),
+            np.fromiter(map(_SCORE, points), dtype=np.float64, count=n))
 
 
 def named_vectors(records, name: str) -> dict[int, SparseVector]:

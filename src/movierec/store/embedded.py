@@ -15,7 +15,6 @@ Versions that are neither live nor locked are garbage, left by a finished or kil
 from __future__ import annotations
 
 import json
-import operator
 import shutil
 import threading
 import time
@@ -39,6 +38,7 @@ from movierec.store.base import (
     StoreWriter,
     UserPoints,
     as_sparse,
+    ids_and_scores,
     kept_history,
     movie_rows,
     named_vectors,
@@ -151,17 +151,6 @@ def _movie_request(query: SparseVector, limit: int, where: qe.Filter | None,
 def _edge_vector(vector: SparseVector) -> qe.SparseVector:
     # Lists: qdrant-edge reads a numpy array item by item, 4x slower than a list.
     return qe.SparseVector(vector.indices.tolist(), vector.values.tolist())
-
-
-_ID = operator.attrgetter("id")
-_SCORE = operator.attrgetter("score")
-
-
-def _ids_and_scores(points: list) -> tuple[np.ndarray, np.ndarray]:
-    """The found points' ids (int64) and scores (float64), in their order."""
-    n = len(points)
-    return (np.fromiter(map(_ID, points), dtype=np.int64, count=n),
-            np.fromiter(map(_SCORE, points), dtype=np.float64, count=n))
 
 
 def _written_vector(vector: SparseVector) -> qe.SparseVector:
@@ -373,7 +362,7 @@ class EmbeddedReader(StoreReader):
 
         with self._mutex:
             if live.vectors is not None:
-                block = live.block(*_ids_and_scores(live.users.query(request(False))))
+                block = live.block(*ids_and_scores(live.users.query(request(False))))
                 if block is not None:
                     return block
             # No users.csr (or it lacks a user): the engine returns the vectors itself.
@@ -419,7 +408,7 @@ class EmbeddedReader(StoreReader):
             return live.movies.query(request)
 
     def similar_movie_ids(self, query, limit, movie_filter) -> tuple[np.ndarray, np.ndarray]:
-        return _ids_and_scores(self._movie_search(query, limit, movie_filter, False))
+        return ids_and_scores(self._movie_search(query, limit, movie_filter, False))
 
     def similar_movie_ids_batch(self, queries, movie_filter) -> list[tuple[np.ndarray, np.ndarray]]:
         if len(queries) < 2:
@@ -430,7 +419,7 @@ class EmbeddedReader(StoreReader):
             queries=[_movie_request(query, limit, where, False) for query, limit in queries])
         with self._mutex:
             found = live.movies.query_batch(batch)
-        return [_ids_and_scores(points) for points in found]
+        return [ids_and_scores(points) for points in found]
 
     def similar_movies(self, query, limit, movie_filter, with_vectors=False) -> list[ScoredMovie]:
         points = self._movie_search(query, limit, movie_filter, with_vectors)

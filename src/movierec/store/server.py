@@ -31,6 +31,7 @@ from movierec.store.base import (
     StoreWriter,
     UserPoints,
     as_sparse,
+    ids_and_scores,
     kept_history,
     movie_rows,
     named_vectors,
@@ -444,9 +445,7 @@ class ServerReader(StoreReader):
                                           with_vector=False)
                       for query, limit in queries],
         )
-        return [(np.array([int(p.id) for p in answer.points], dtype=np.int64),
-                 np.array([p.score for p in answer.points], dtype=np.float64))
-                for answer in answers]
+        return [ids_and_scores(answer.points) for answer in answers]
 
     def close(self) -> None:
         # Local-mode clients are shared per path within the process and closed at exit.
