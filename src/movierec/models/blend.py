@@ -71,10 +71,15 @@ class BlendModel(Model):
         if ask.exclude:
             excluded = np.union1d(excluded, np.asarray(ask.exclude, dtype=np.int64))
         mf = ask.movie_filter
-        allowed = catalog.mask(mf.genres, mf.year_min, mf.year_max) if mf.filters_movies \
-            else np.ones(len(catalog), dtype=bool)
         rows = catalog.positions(excluded)
-        allowed[rows[rows >= 0]] = False
+        rows = rows[rows >= 0]  # the person's movies' rows (unique: `excluded` is)
+        # Without a genre/year filter only the person's own rows are barred: no mask over the
+        # catalog (one fewer pass over it at every step that would read the mask).
+        allowed = catalog.mask(mf.genres, mf.year_min, mf.year_max) if mf.filters_movies \
+            else None
+        if allowed is not None:
+            allowed[rows] = False
+        any_allowed = bool(allowed.any()) if allowed is not None else rows.size < len(catalog)
         fetch = ask.limit + len(excluded)
         # Without a payload filter the searches fetch more and the person's movies are dropped
         # here (a must_not filter costs qdrant-edge a filtered scan); with one, all in the query.
@@ -97,7 +102,7 @@ class BlendModel(Model):
             # The ratings were checked (recommend.check_ratings): sorted unique ids.
             queries["likes"] = (SparseVector(likes.astype(np.uint32), values),
                                 fetch + int(p["candidates"]))
-        if has_item and dislikes.size and p["dislike_weight"] and allowed.any():
+        if has_item and dislikes.size and p["dislike_weight"] and any_allowed:
             queries["dislikes"] = (SparseVector(dislikes.astype(np.uint32),
                                                 np.ones(dislikes.size, dtype=np.float32)),
                                    fetch + int(p["dislike_candidates"]))
@@ -147,14 +152,22 @@ class BlendModel(Model):
         np.multiply(share * quality, prior, out=parts[0])
         np.multiply(((1 - share) * (1 - knn_share)) * quality, item, out=parts[1])
         np.multiply(((1 - share) * knn_share) * quality, knn, out=parts[2])
-        score = parts[0] + parts[1] + parts[2]
+        score = parts[0] + parts[1]
+        score += parts[2]
+        if allowed is None:
+            score[rows] = -np.inf
+        else:
+            np.copyto(score, -np.inf, where=~allowed)
         if "dislikes" in found_movies:
-            # Movies most like the disliked ones lose up to dislike_weight of the best score.
-            ids, near = found_movies["dislikes"]
-            penalty = np.zeros(len(catalog))
-            _place(penalty, catalog, ids, near)
-            score -= float(p["dislike_weight"]) * max(score[allowed].max(), 0.0) * penalty
-        best = _best(np.where(allowed, score, -np.inf), catalog.ids, ask.limit)
+            # Movies most like the disliked ones lose up to dislike_weight of the best score
+            # allowed (the barred ones are at -inf, which nothing lifts): each found movie's
+            # penalty is its dislike score over the best one's, the others' none.
+            at, near = _found_rows(catalog, *found_movies["dislikes"])
+            if at.size:
+                top = float(near[0])
+                penalty = near / (top if top > 0 else 1.0)
+                score[at] -= float(p["dislike_weight"]) * max(score.max(), 0.0) * penalty
+        best = _best(score, catalog.ids, ask.limit)
         movies = [catalog.movie_at(row) for row in best.tolist()]
         whys = _explained(store, catalog, best, movies, parts[:, best], likes, found, liked_rows)
         return Answer(self.name, found, [Recommendation(movie, value, why) for movie, value, why
@@ -221,21 +234,29 @@ def _prior(catalog: MovieCatalog, quality: float) -> tuple[np.ndarray, np.ndarra
     return cached[quality]
 
 
-def _place(out: np.ndarray, catalog: MovieCatalog, ids: np.ndarray, scores: np.ndarray,
-           floor: bool = False) -> None:
-    """`scores` of `ids` written into `out` (catalog order), divided by the best positive one;
-    with `floor` (the search was cut at its limit), every other movie gets the lowest score
-    found, which bounds theirs."""
-    if not ids.size:
-        return
-    top = float(scores.max())
-    scale = top if top > 0 else 1.0
-    if floor:
-        out[:] = max(float(scores.min()), 0.0) / scale
+def _found_rows(catalog: MovieCatalog, ids: np.ndarray, scores: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The catalog rows of a search's found movies and their scores, best first as the search
+    returned them, without any the catalog does not hold (never, once ingested)."""
     rows = catalog.positions(ids)
-    if rows.min() < 0:  # a movie the catalog does not hold (never, once ingested)
+    if rows.size and rows.min() < 0:
         known = rows >= 0
         rows, scores = rows[known], scores[known]
+    return rows, scores
+
+
+def _place(out: np.ndarray, catalog: MovieCatalog, ids: np.ndarray, scores: np.ndarray,
+           floor: bool = False) -> None:
+    """`scores` of `ids` (a search's, best first) written into `out` (catalog order), divided
+    by the best one where it is positive; with `floor` (the search was cut at its limit), every
+    other movie gets the lowest score found, which bounds theirs."""
+    rows, scores = _found_rows(catalog, ids, scores)
+    if not rows.size:
+        return
+    top = float(scores[0])
+    scale = top if top > 0 else 1.0
+    if floor:
+        out[:] = max(float(scores[-1]), 0.0) / scale
     out[rows] = scores / scale
 
 
