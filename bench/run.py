@@ -447,7 +447,16 @@ def _http_table(h: dict) -> str:
                    f"no model. Load generator: {h['loadgen']}, {h['rounds']} rounds of "
                    f"{h['seconds']:g} s per request and concurrency, interleaved (at each "
                    "concurrency every request in turn, so the pairs compared are seconds apart); "
-                   "medians over rounds.")
+                   "medians over rounds." + _first_request(h))
+
+
+def _first_request(h: dict) -> str:
+    first = h["by_request"].get(serving.DEFAULT, {}).get("answer", {}).get("first_ms")
+    if first is None:
+        return ""
+    return (f" The server's first request after /readyz (the default request, httpx from this "
+            f"process): {first:.1f} ms; `movierec serve` answers once with every model before "
+            "it listens, so the reader's tables are built by then.")
 
 
 def _scale_tables(s: dict, ml1m_shape: dict | None) -> str:

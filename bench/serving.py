@@ -105,8 +105,10 @@ def run(service: Service, workdir: Path, bodies: dict[str, dict], concurrencies=
 
     checked = {}
     for label, b in bodies.items():
+        start = time.perf_counter()  # the first body's: the first request the server answers
         answer = service.client.post(PATH, json=b).raise_for_status().json()
-        checked[label] = {"model": answer.get("model"),
+        checked[label] = {"model": answer.get("model"), "first_ms":
+                          (time.perf_counter() - start) * 1e3,
                           "top": [(i["movie_id"], round(i["score"], 6)) for i in answer["items"]]}
         for c in concurrencies:  # warm up
             load(label, c, 1)

@@ -403,3 +403,16 @@ def test_similar_movies_need_the_item_model_in_the_live_data(ml1m_embedded):
     assert "item" not in recommend.available_models(ml1m_embedded)
     with pytest.raises(NotServedError, match="the live data has no item model"):
         recommend.similar_movies(ml1m_embedded, 1)
+
+
+def test_warm_answers_with_every_available_model_and_waits_for_data(store, tmp_path):
+    """What `movierec serve` runs before it listens: every model answers once (so the first
+    person's request finds the reader's tables built); a store without data is left alone."""
+    from movierec.store import open_reader
+    from tests.conftest import settings_for
+
+    names = recommend.available_models(store)
+    assert names == ["blend", "item", "user-knn", "tutorial", "popular"]
+    assert recommend.warm(store) == 5
+    with open_reader(settings_for(qdrant_path=tmp_path / "empty")) as empty:
+        assert recommend.warm(empty) == 0

@@ -20,6 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from movierec.config import Settings
 from movierec.errors import MovierecError
 from movierec.models.tutorial import example_ratings
+from movierec.recommend import warm
 from movierec.service.app import create_app
 from movierec.service.observe import READ_TIMED_OUT, configure_logging
 from movierec.store import open_reader
@@ -219,6 +220,11 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     except MovierecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if store.answers_in_process:
+        # The embedded store's first answers would build its tables inside a person's request
+        # (the first one on ml-1m: 130 ms instead of 3); a server store is left to its first
+        # request, so that an unreachable Qdrant cannot hold up the start (readiness says so).
+        warm(store)
     try:
         return _run(settings, store, host, port)
     finally:
