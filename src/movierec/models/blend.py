@@ -209,9 +209,15 @@ def _shares(schedule: tuple[tuple[float, ...], ...], given: int) -> tuple[float,
     return tuple(float(np.interp(n, at, [row[c] for row in rows])) for c in (1, 2, 3))
 
 
+def _cache_of(catalog: MovieCatalog) -> dict:
+    # get, then setdefault on a miss: setdefault makes a weak reference at every call.
+    cached = _PRIORS.get(catalog)
+    return cached if cached is not None else _PRIORS.setdefault(catalog, {})
+
+
 def _powered(catalog: MovieCatalog, mean: np.ndarray, power: float) -> np.ndarray:
     """((rating_mean - 1) / 4) ** power in catalog order, cached per power."""
-    cached = _PRIORS.setdefault(catalog, {})
+    cached = _cache_of(catalog)
     key = ("mean", round(power, 6))
     if key not in cached:
         cached[key] = mean ** power if power else np.ones_like(mean)
@@ -222,7 +228,7 @@ def _prior(catalog: MovieCatalog, quality: float) -> tuple[np.ndarray, np.ndarra
     """Each movie's popularity prior in [0, 1], in catalog order: its rating count over the
     largest, times ((rating_mean - 1) / 4) ** quality (a well-rated movie is more likely liked
     than disliked), scaled so the best is 1; and (rating_mean - 1) / 4 itself."""
-    cached = _PRIORS.setdefault(catalog, {})
+    cached = _cache_of(catalog)
     if quality not in cached:
         movies = catalog.take(catalog.ids)
         counts = np.array([m.rating_count for m in movies], dtype=np.float64)
