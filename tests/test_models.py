@@ -271,15 +271,24 @@ def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
     assert weights_at([None, vectors[3]], movies).tolist() == [[0.0] * movies.size,
                                                                expected[3].tolist()]
     stored = csr.from_rows([(10 * (k + 1), v) for k, v in enumerate(vectors)])  # ids 10..50
-    cells = csr.Cells.of(stored)
-    assert cells.keys.size == stored.values.size + 1 and (np.diff(cells.keys) > 0).all()
-    assert cells.values_at([50, 10, 20, 40, 30], movies).tolist() == [
-        expected[k].tolist() for k in (4, 0, 1, 3, 2)]
-    assert cells.values_at([5, 10, 55], movies).tolist() == [
-        [0.0] * movies.size, expected[0].tolist(), [0.0] * movies.size]
-    assert cells.values_at(np.array([40]), movies[::-1]).tolist() == [expected[3][::-1].tolist()]
-    assert cells.values_at([], movies).shape == (0, movies.size)
-    assert cells.values_at([50], movies).dtype == np.float64
+    searched = csr.Cells.of(stored, dense_max_bytes=0)  # the cell keys
+    assert searched.table is None and searched.keys.size == stored.values.size + 1
+    assert (np.diff(searched.keys) > 0).all()
+    tabled = csr.Cells.of(stored)  # a dense table: a row per vector, a column per distinct id,
+    distinct = np.unique(np.concatenate([v.indices for v in vectors])).size  # and one of zeros
+    assert tabled.keys is None and tabled.table.shape == (6, distinct + 1) == (6, 1_263)
+    for cells in (searched, tabled):
+        assert cells.values_at([50, 10, 20, 40, 30], movies).tolist() == [
+            expected[k].tolist() for k in (4, 0, 1, 3, 2)]
+        assert cells.values_at([5, 10, 55], movies).tolist() == [
+            [0.0] * movies.size, expected[0].tolist(), [0.0] * movies.size]
+        assert cells.values_at(np.array([40]), movies[::-1]).tolist() == [
+            expected[3][::-1].tolist()]
+        assert cells.values_at([], movies).shape == (0, movies.size)
+        assert cells.values_at([50], movies).dtype == np.float64
+        outside = np.array([2**32 - 1, 3, 6, top + 7], dtype=np.uint32)  # held by one row, none
+        assert cells.values_at([50, 30], outside).tolist() == [[-2.0, 0.0, 0.0, 0.0],
+                                                               [0.0] * 4]
     backwards = UserVectors(stored.user_ids, stored.indptr, stored.indices[::-1].copy(),
                             stored.values)
     assert csr.Cells.of(backwards) is None  # rows out of order: no cells, and no wrong answer
