@@ -208,6 +208,17 @@ def test_a_neighbour_blocks_likes_from_the_stores_liked_rows_equal_reading_the_r
     first = block.vector(5)
     assert kept[:counts[0]].tolist() == first.indices[first.values >= threshold].tolist()
     assert counts.sum() == kept.size > 0
+    # The same likes as rows of the store's catalog: kept by the store for its catalog, looked
+    # up for any other catalog object (another version's), the same rows either way.
+    catalog = store.catalog()
+    assert block.liked_catalog is catalog and block.liked_rows.dtype == np.int16
+    rows_kept, kept_counts = block.liked_catalog_rows(rows, threshold, catalog)
+    assert rows_kept.tolist() == catalog.positions(kept).tolist()
+    assert kept_counts.tolist() == counts.tolist()
+    other = type(catalog)(list(catalog))
+    looked_up, _ = block.liked_catalog_rows(rows, threshold, other)
+    assert looked_up.dtype == np.int64 and looked_up.tolist() == rows_kept.tolist()
+    assert catalog.ids[rows_kept].tolist() == kept.tolist()
 
 
 def test_item_model_dislike_pushes_similar_movies_down(store):

@@ -129,9 +129,9 @@ class BlendModel(Model):
             found = int(top.size)
             if found:
                 # Each neighbour adds similarity^2 to every movie they liked.
-                liked, counts = block.likes(top, meta.rating_stats.z_at_least(schema.LIKED_STARS))
+                row, counts = block.liked_catalog_rows(
+                    top, meta.rating_stats.z_at_least(schema.LIKED_STARS), catalog)
                 weight = np.repeat(np.maximum(exact[top], 0.0) ** 2, counts)
-                row = catalog.positions(liked)
                 if row.size and row.min() < 0:  # a movie the catalog does not hold
                     known = row >= 0
                     row, weight = row[known], weight[known]

@@ -50,6 +50,10 @@ class NeighborBlock:
     # liked_starts[k] + liked[k]] (ranges of the store's own array, in the row's order).
     liked_starts: np.ndarray | None = None
     liked_indices: np.ndarray | None = None
+    # Where the store keeps them too: each of liked_indices' movies as its row in the store's
+    # catalog (`liked_catalog`, the catalog they index), so an answer need not look them up.
+    liked_rows: np.ndarray | None = None
+    liked_catalog: MovieCatalog | None = None
 
     def __len__(self) -> int:
         return int(self.user_ids.size)
@@ -64,6 +68,17 @@ class NeighborBlock:
                    stops - lengths, stops,
                    np.concatenate([v.indices for v in vectors]) if vectors else empty_i,
                    np.concatenate([v.values for v in vectors]) if vectors else empty_v)
+
+    def liked_catalog_rows(self, rows: np.ndarray, threshold: float, catalog: MovieCatalog
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """`likes` as rows of `catalog` (-1 for a movie it does not hold): the store's own rows
+        of the liked movies where it keeps them for this catalog, else looked up."""
+        if self.liked_rows is not None and self.liked_catalog is catalog \
+                and self.liked is not None:
+            starts, counts = self.liked_starts[rows], self.liked[rows]
+            return self.liked_rows[ranges(starts, starts + counts)], counts
+        liked, counts = self.likes(rows, threshold)
+        return catalog.positions(liked), counts
 
     def likes(self, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """The movies these rows liked (a value at least `threshold`), laid end to end in row
