@@ -119,6 +119,25 @@ def test_a_movie_rated_0_on_the_unit_scale_is_never_answered(store):
     assert len(answer.items) == 10 and first not in [r.movie.movie_id for r in answer.items]
 
 
+def test_filters_bar_movies_and_a_filter_nothing_passes_gets_no_answer(store):
+    """With a genre/year filter blend scores only the movies passing it (a mask over the
+    catalog); without one only the person's own movies are barred. Nothing passing the filter:
+    an empty answer, the dislike search not even made (nothing it could lower)."""
+    ratings = {260: 5.0, 2571: 4.0, 1: 5.0, 1196: 1.0, 296: 2.0}
+    comedies = recommend.recommend(store, ratings, limit=20, scale="stars", model="blend",
+                                   movie_filter=MovieFilter(genres=("Comedy",), year_min=1990))
+    assert len(comedies.items) == 20
+    assert all("Comedy" in r.movie.genres and r.movie.year >= 1990 for r in comedies.items)
+    assert not set(ratings) & {r.movie.movie_id for r in comedies.items}
+    scores = [r.score for r in comedies.items]
+    assert scores == sorted(scores, reverse=True) and all(np.isfinite(scores))
+    unfiltered = recommend.recommend(store, ratings, limit=20, scale="stars", model="blend")
+    assert len(unfiltered.items) == 20
+    assert not set(ratings) & {r.movie.movie_id for r in unfiltered.items}
+    assert len(recommend.recommend(store, ratings, limit=10, scale="stars", model="blend",
+                                   movie_filter=MovieFilter(year_min=2100)).items) == 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(size=st.integers(0, 2000), limit=st.integers(1, 40), levels=st.sampled_from([0, 3, 50]),
        unallowed=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1))

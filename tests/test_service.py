@@ -415,7 +415,7 @@ def test_user_knn_explains_with_the_similar_users(api):
     assert 0 < first["neighbors"] <= 100 and 1 <= first["mean_rating"] <= 5
 
 
-@pytest.mark.parametrize("model", ["item", "user-knn", "tutorial"])
+@pytest.mark.parametrize("model", ["blend", "item", "user-knn", "tutorial"])
 def test_genre_and_year_filters_hold_for_every_model(api, model):
     body = {"ratings": {"2571": 1, "260": 1, "1": 1}, "limit": 10, "model": model,
             "genres": ["Comedy", "Romance"], "year_min": 1990, "year_max": 1995}
