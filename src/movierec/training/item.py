@@ -217,17 +217,24 @@ def lapack_single_threaded() -> bool:
 
 
 def spd_inverse(a: np.ndarray) -> np.ndarray:
-    """The inverse of a symmetric positive definite matrix (overwritten): potrf, then potri."""
+    """The inverse of a symmetric positive definite matrix (overwritten): potrf, then potri,
+    returned in a's memory order.
+
+    LAPACK works on Fortran-ordered memory: handed a C-ordered array, f2py copies it and returns
+    a Fortran-ordered result, whose rows are strided (ml-1m: the rows' pruning afterwards took
+    0.33 s instead of 0.15). A symmetric C-ordered `a` is its own transpose, a Fortran-ordered
+    view of the same memory, so that view is factorized and inverted in place."""
     lapack_single_threaded()
-    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (a,))
-    c, info = potrf(a, lower=False, overwrite_a=True, clean=False)
+    f = a.T if a.flags.c_contiguous and not a.flags.f_contiguous else a
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (f,))
+    c, info = potrf(f, lower=False, overwrite_a=True, clean=False)
     if info != 0:
         raise ValueError(f"the penalized Gram matrix is not positive definite (potrf {info})")
     p, info = potri(c, lower=False, overwrite_c=True)
     if info != 0:
         raise ValueError(f"cannot invert the penalized Gram matrix (potri {info})")
     _mirror_upper(p)  # potri fills the upper triangle
-    return p
+    return p.T if f is not a else p
 
 
 def _mirror_upper(p: np.ndarray, block: int = 256) -> None:
