@@ -319,7 +319,7 @@ def targets(r: dict) -> list[list]:
             t8 = _c(by["tutorial"]["by_concurrency"], 8)
             ratio = paired_ratio(d8, t8)
             rows.append(["HTTP, the default request vs the tutorial mode, concurrency 8",
-                         ">= 1.00x", f"{ratio:.2f}x (the median of each round's pair; medians "
+                         ">= 1.00x", f"{ratio:.3f}x (the median of each round's pair; medians "
                          f"{d8['rps']:,.0f} against {t8['rps']:,.0f} req/s)",
                          _verdict(ratio >= 1.0)])
     for size, label in (("25m", "25M"), ("100m", "100M")):
@@ -544,7 +544,7 @@ def headline(r: dict, info: dict) -> str:
                 f"{d8['rps']:,.0f} requests/s at concurrency 8")
         if "tutorial" in by:
             t8 = _c(by["tutorial"]["by_concurrency"], 8)
-            text += (f" (the tutorial mode: {t8['rps']:,.0f}; {paired_ratio(d8, t8):.2f}x, "
+            text += (f" (the tutorial mode: {t8['rps']:,.0f}; {paired_ratio(d8, t8):.3f}x, "
                      "the median of the rounds' pairs)")
         parts.append(text)
     for size, label in (("25m", "25M"), ("100m", "100M")):
