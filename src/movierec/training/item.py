@@ -113,8 +113,9 @@ def _binary(interactions: sp.spmatrix, dtype: type = np.float64) -> sp.csr_matri
 # Users with more than this many movies per movie of the matrix go through a dense matrix
 # product (BLAS), the others through scipy's sparse product: a user costs the sparse product
 # about |user|^2 pair updates and the dense one n^2 multiply-adds at many times the speed;
-# they break even near |user| = n / 25 (2 cores, AVX-512; ml-1m: 0.3 s instead of 1.0 s).
-DENSE_USER_SHARE = 0.04
+# they break even near |user| = n / 40 (2 cores, AVX-512; ml-1m's first Gram matrix, median of
+# 7: 0.230 s at n / 40, 0.233 at n / 50, 0.231 at n / 33, 0.245 at n / 25; all sparse 0.7 s).
+DENSE_USER_SHARE = 0.025
 DENSE_ROWS = 4096  # users per dense block (4,096 x 6,000 in float32: 98 MB)
 # Past this many ratings of light users, their sparse product (one thread in scipy, which
 # releases the GIL) is computed as two halves of the output's rows in two threads: 25M ratings,
