@@ -415,6 +415,30 @@ def test_user_knn_explains_with_the_similar_users(api):
     assert 0 < first["neighbors"] <= 100 and 1 <= first["mean_rating"] <= 5
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/recommendations", {"ratings": {"2571": 1, "260": 1, "1196": 1, "296": -1}}),
+    ("/recommendations", {"ratings": {"2571": 5, "260": 4.5, "1": 2}, "scale": "stars"}),
+    ("/recommendations", {"ratings": {}}),
+    *[("/recommendations", {"ratings": {"2571": 1, "260": 1, "296": -1}, "model": model})
+      for model in ("item", "user-knn", "tutorial", "popular")],
+    ("/recommendations", {"ratings": {"2571": 1}, "genres": ["Comedy"], "year_min": 1990}),
+    ("/users/1/recommendations", None),
+    ("/users/1/recommendations?model=user-knn&limit=3", None),
+])
+def test_answers_are_exactly_the_response_models_json(api, path, body):
+    """The answer routes write their JSON without FastAPI's validation: it must be, byte for
+    byte, what validating it as RecommendationResponse and dumping that gives (every field, in
+    the model's order, of the model's types)."""
+    from movierec.service.schemas import RecommendationResponse
+
+    r = api.client.post(path, json=body) if body is not None else api.client.get(path)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["items"]
+    assert r.content == RecommendationResponse.model_validate_json(r.content).model_dump_json(
+        ).encode()
+
+
 @pytest.mark.parametrize("model", ["blend", "item", "user-knn", "tutorial"])
 def test_genre_and_year_filters_hold_for_every_model(api, model):
     body = {"ratings": {"2571": 1, "260": 1, "1": 1}, "limit": 10, "model": model,

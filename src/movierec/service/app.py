@@ -39,6 +39,9 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
         version=__version__,
         description="Movie recommendations from MovieLens ratings, served from Qdrant.",
         lifespan=lifespan,
+        # Prometheus metrics and JSON logs (service/observe.py), no OpenTelemetry: FastAPI's
+        # native hooks would look for a configured provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         responses={
             401: {"model": Problem, "description": "SERVICE_API_KEY is set and the bearer "
                   "token is missing or wrong"},

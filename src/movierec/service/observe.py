@@ -56,12 +56,23 @@ class Observe:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line. Only fields we put there: never headers, never keys."""
+    """One JSON object per line. Only fields we put there: never headers, never keys.
+
+    The second is formatted once per second: every request logs a line, and strftime took a
+    fifth of the line's time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stamp: tuple[int, str] = (-1, "")  # (a second, it formatted): one attribute,
+        # replaced whole, so that a thread logging meanwhile reads a matching pair
 
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = self._stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{stamp[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -75,6 +86,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    # What no line holds, not gathered for each record: the thread, the process (a container
+    # runs one) and the caller's file and line (logging HOWTO, "Optimization").
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from movierec.models import REGISTRY
@@ -123,6 +124,22 @@ class RecommendationResponse(BaseModel):
     model: str
     neighbors: int = Field(description="how many similar users were used")
     items: list[RecommendedMovie]
+
+
+# Why's fields and their defaults, in its order: what RecommendationResponse's JSON holds.
+_WHY_FIELDS = tuple((name, f.default) for name, f in Why.model_fields.items())
+
+
+def recommendation_json(model: str, neighbors: int, items: list[dict]) -> bytes:
+    """RecommendationResponse's JSON for an answer the library built (`items`: each movie's
+    `Recommendation.to_dict()`), written without validating it again: the same bytes as
+    validating it and dumping the model (tests/test_service.py holds them to that), at a fifth
+    of the cost (the default answer's 10 items: 10 us instead of 51, on a 1 ms request)."""
+    return pydantic_core.to_json({"model": model, "neighbors": neighbors, "items": [
+        {"movie_id": item["movie_id"], "title": item["title"], "genres": item["genres"],
+         "year": item["year"], "score": item["score"],
+         "why": {name: item["why"].get(name, default) for name, default in _WHY_FIELDS}}
+        for item in items]})
 
 
 class SimilarMovies(BaseModel):
