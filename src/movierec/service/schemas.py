@@ -132,14 +132,13 @@ _WHY_FIELDS = tuple((name, f.default) for name, f in Why.model_fields.items())
 
 def recommendation_json(model: str, neighbors: int, items: list[dict]) -> bytes:
     """RecommendationResponse's JSON for an answer the library built (`items`: each movie's
-    `Recommendation.to_dict()`), written without validating it again: the same bytes as
+    `Recommendation.to_dict()`, RecommendedMovie's keys in its order; each `why` gets Why's
+    fields, defaults filled in), written without validating it again: the same bytes as
     validating it and dumping the model (tests/test_service.py holds them to that), at half
     the cost (the default answer's 10 items: 17 us against 31 for TypeAdapter's validate_python
     and dump_json alone, timeit; FastAPI adds its own steps around those)."""
     return pydantic_core.to_json({"model": model, "neighbors": neighbors, "items": [
-        {"movie_id": item["movie_id"], "title": item["title"], "genres": item["genres"],
-         "year": item["year"], "score": item["score"],
-         "why": {name: item["why"].get(name, default) for name, default in _WHY_FIELDS}}
+        {**item, "why": {name: item["why"].get(name, default) for name, default in _WHY_FIELDS}}
         for item in items]})
 
 
