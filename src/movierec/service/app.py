@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from movierec import __version__
 from movierec.config import Settings, get_settings
+from movierec.service.direct import DirectRoutes, route_of
 from movierec.service.errors import add_error_handlers
 from movierec.service.guards import BearerAuth, BodyLimit
 from movierec.service.observe import Metrics, Observe
@@ -21,7 +22,10 @@ from movierec.store import StoreReader, open_reader
 MAX_BODY = 64 * 1024
 
 
-def create_app(settings: Settings | None = None, store: StoreReader | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, store: StoreReader | None = None,
+               direct: bool = True) -> FastAPI:
+    """The service's app; `direct=False` leaves every route to FastAPI (the reference the direct
+    routes are tested against)."""
     settings = settings or get_settings()
     metrics = Metrics()
 
@@ -60,7 +64,12 @@ def create_app(settings: Settings | None = None, store: StoreReader | None = Non
         app.include_router(router)
 
     # add_middleware wraps: the last added is outermost. Observe sees every request (413 and
-    # 401 included); the size limit runs before auth so a huge body is refused unread.
+    # 401 included); the size limit runs before auth so a huge body is refused unread; the
+    # routes that carry the load skip FastAPI's per-request steps after the guards (direct.py).
+    if direct:
+        app.add_middleware(DirectRoutes, routes={
+            (method, path): (route_of(recommendations.router.routes, method, path), handler)
+            for (method, path), handler in recommendations.DIRECT.items()})
     app.add_middleware(BearerAuth, token=settings.service_api_key.get_secret_value()
                        if settings.service_api_key else None)
     # Every body is small JSON but an uploaded export (routes/imports.py says why 2 MiB).

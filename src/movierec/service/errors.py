@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -43,40 +44,58 @@ def _message(error: dict) -> str:
     return f"{field}: {msg}" if field else msg
 
 
+def validation_problem(errors: list[dict]) -> JSONResponse:
+    """422 for a request that failed validation: its first error, naming the field."""
+    first = errors[0] if errors else {}
+    field = None if first.get("type") == "json_invalid" else _field(tuple(first.get("loc", ())))
+    return problem(422, _message(first), field)
+
+
+def json_invalid(exc: json.JSONDecodeError) -> dict:
+    """A body that is not JSON, as a validation error (FastAPI's own words for it)."""
+    return {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
+            "input": {}, "ctx": {"error": exc.msg}}
+
+
+def library_problem(exc: Exception) -> JSONResponse | None:
+    """The answer to an error the library raises on purpose (None for any other)."""
+    if isinstance(exc, ExportError):  # a QueryError about an uploaded file
+        return problem(422, str(exc), "file")
+    if isinstance(exc, QueryError):
+        return problem(422, str(exc), exc.field)
+    if isinstance(exc, NotFoundError):
+        return problem(404, str(exc))
+    if isinstance(exc, NotServedError):
+        return problem(409, str(exc))
+    if isinstance(exc, (StoreUnavailable, StoreBusy)):
+        return problem(503, str(exc), headers={"Retry-After": "5"})
+    return None
+
+
+def http_problem(exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such route; see /docs"
+    return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        field = None if first.get("type") == "json_invalid" else _field(tuple(first.get("loc", ())))
-        return problem(422, _message(first), field)
+        return validation_problem(list(exc.errors()))
 
     @app.exception_handler(QueryError)
-    async def invalid_query(_: Request, exc: QueryError):
-        return problem(422, str(exc), exc.field)
-
     @app.exception_handler(ExportError)
-    async def unreadable_export(_: Request, exc: ExportError):
-        return problem(422, str(exc), "file")
-
     @app.exception_handler(NotFoundError)
-    async def not_found(_: Request, exc: NotFoundError):
-        return problem(404, str(exc))
-
     @app.exception_handler(NotServedError)
-    async def not_served(_: Request, exc: NotServedError):
-        return problem(409, str(exc))
-
     @app.exception_handler(StoreUnavailable)
     @app.exception_handler(StoreBusy)
-    async def unavailable(_: Request, exc: Exception):
-        return problem(503, str(exc), headers={"Retry-After": "5"})
+    async def library_error(_: Request, exc: Exception):
+        return library_problem(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException):
-        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
-        if exc.status_code == 404 and detail == "Not Found":
-            detail = "no such route; see /docs"
-        return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        return http_problem(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception):

@@ -209,6 +209,24 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+def uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
+    """uvicorn as `movierec serve` runs it: the guarded protocol, no access log of its own."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        # SIGTERM: stop accepting, let in-flight requests finish (up to this long), then exit.
+        timeout_graceful_shutdown=20,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        http=GuardedHttpProtocol,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     host = host or settings.host
     port = port or settings.port
@@ -237,22 +255,9 @@ def _run(settings: Settings, store, host: str, port: int) -> int:
     except MovierecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        # SIGTERM: stop accepting, let in-flight requests finish (up to this long), then exit.
-        timeout_graceful_shutdown=20,
-        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-        http=GuardedHttpProtocol,
-        server_header=False,
-        proxy_headers=False,
-    )
-    server = _Server(config, f"movierec is serving on http://{host}:{port} (docs at /docs); "
-                             f"try:\n  {curl_example(host, port)}")
+    server = _Server(uvicorn_config(app, host, port),
+                     f"movierec is serving on http://{host}:{port} (docs at /docs); "
+                     f"try:\n  {curl_example(host, port)}")
     try:
         # Server.run, not asyncio.run(server.serve()): it runs on the loop the config chooses
         # (uvloop, installed with uvicorn[standard]; asyncio's own where it is missing).

@@ -27,17 +27,22 @@ class StrictJSONRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            body = await self.body()
-            # Fewer brackets than the limit cannot nest deeper (most bodies): no scan.
-            if (body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH
-                    and max_depth(body) > MAX_JSON_DEPTH):
-                raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", "", 0)
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise json.JSONDecodeError("the body is not UTF-8", "", 0) from None
-            self._json = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+            self._json = loads(await self.body())
         return self._json
+
+
+def loads(body: bytes) -> Any:
+    """A request body's JSON: UTF-8, no duplicate keys, nested at most MAX_JSON_DEPTH levels
+    (json.JSONDecodeError otherwise, as for any invalid JSON)."""
+    # Fewer brackets than the limit cannot nest deeper (most bodies): no scan.
+    if (body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH
+            and max_depth(body) > MAX_JSON_DEPTH):
+        raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", "", 0)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise json.JSONDecodeError("the body is not UTF-8", "", 0) from None
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys)
 
 
 def max_depth(body: bytes) -> int:
@@ -62,15 +67,20 @@ def max_depth(body: bytes) -> int:
     return deepest
 
 
+JSON_ONLY = "send the body as JSON (Content-Type: application/json)"
+
+
+def is_json(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() == "application/json"
+
+
 class StrictRoute(APIRoute):
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
 
         async def strict(request: Request):
-            if request.method == "POST":
-                kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-                if kind != "application/json":
-                    raise HTTPException(415, "send the body as JSON (Content-Type: application/json)")
+            if request.method == "POST" and not is_json(request.headers.get("content-type", "")):
+                raise HTTPException(415, JSON_ONLY)
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict

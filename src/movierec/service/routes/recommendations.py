@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from movierec import recommend, schema
 from movierec.errors import QueryError
 from movierec.models import REGISTRY
+from movierec.service.direct import body_as
 from movierec.service.metrics import record_answer
 from movierec.service.routes import on_store
 from movierec.service.schemas import (
@@ -31,6 +32,20 @@ async def recommendations(request: Request, body: RecommendationRequest):
     """Movies for a person's ratings (+1 like / -1 dislike, or 1-5 stars), with the chosen
     model and optional genre / year filters; each with a one-line reason. No ratings (`{}`):
     the most popular movies (model "popular"), to start rating from."""
+    return await _recommend(request, body)
+
+
+async def recommendations_direct(request: Request) -> Response:
+    """POST /recommendations as the service runs it (service/direct.py): the same body model,
+    errors and answer as the route above, without FastAPI's per-request steps."""
+    return await _recommend(request, await body_as(request, RecommendationRequest))
+
+
+# Routes served by service/direct.py: (method, path) -> the handler.
+DIRECT = {("POST", "/recommendations"): recommendations_direct}
+
+
+async def _recommend(request: Request, body: RecommendationRequest) -> Response:
     try:
         ratings = body.movie_ratings()
     except ValueError as exc:
