@@ -24,6 +24,7 @@ from tests.service_helpers import free_port
 pytestmark = pytest.mark.ml1m
 
 JSON = {"content-type": "application/json"}
+SETTINGS = Settings(qdrant_url=None, qdrant_path="unused-the-store-is-given")
 
 
 class _Running:
@@ -49,9 +50,8 @@ class _Running:
 def pair(ml1m_full_embedded) -> Iterator[tuple[_Running, _Running]]:
     """(the service as it runs, the same service with every route left to FastAPI), both on
     the one open store."""
-    settings_ = Settings(qdrant_url=None, qdrant_path="unused-the-store-is-given")
-    served = _Running(create_app(settings_, store=ml1m_full_embedded))
-    reference = _Running(create_app(settings_, store=ml1m_full_embedded, direct=False))
+    served = _Running(create_app(SETTINGS, store=ml1m_full_embedded))
+    reference = _Running(create_app(SETTINGS, store=ml1m_full_embedded, direct=False))
     yield served, reference
     served.stop()
     reference.stop()
@@ -175,9 +175,8 @@ def test_metrics_name_the_route_and_model_alike(pair):
 
 
 def test_the_documented_api_is_the_same(ml1m_full_embedded):
-    settings_ = Settings(qdrant_url=None, qdrant_path="unused-the-store-is-given")
-    assert create_app(settings_, store=ml1m_full_embedded).openapi() == create_app(
-        settings_, store=ml1m_full_embedded, direct=False).openapi()
+    assert create_app(SETTINGS, store=ml1m_full_embedded).openapi() == create_app(
+        SETTINGS, store=ml1m_full_embedded, direct=False).openapi()
 
 
 _values = st.one_of(st.none(), st.booleans(), st.integers(-10, 3000), st.floats(allow_nan=False),

@@ -37,8 +37,7 @@ MISSING = {"type": "missing", "loc": ("body",), "msg": "Field required", "input"
 async def body_as(request: Request, model: type[Model]) -> Model:
     """The request's JSON body as `model`, or the error FastAPI's route raises for it: 415 when
     it is not application/json, 400 when it cannot be read, 422 when it is not valid."""
-    if not strict.is_json(request.headers.get("content-type", "")):
-        raise HTTPException(415, strict.JSON_ONLY)
+    strict.require_json(request)
     try:
         raw = await request.body()
     except ClientDisconnect:

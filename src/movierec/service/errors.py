@@ -57,8 +57,13 @@ def json_invalid(exc: json.JSONDecodeError) -> dict:
             "input": {}, "ctx": {"error": exc.msg}}
 
 
+# The library's errors that are the client's or the store's, not the service's (library_problem
+# answers each); any other error is a 500.
+LIBRARY_ERRORS = (QueryError, NotFoundError, NotServedError, StoreUnavailable, StoreBusy)
+
+
 def library_problem(exc: Exception) -> JSONResponse | None:
-    """The answer to an error the library raises on purpose (None for any other)."""
+    """The answer to one of LIBRARY_ERRORS (None for any other error)."""
     if isinstance(exc, ExportError):  # a QueryError about an uploaded file
         return problem(422, str(exc), "file")
     if isinstance(exc, QueryError):
@@ -84,14 +89,11 @@ def add_error_handlers(app: FastAPI) -> None:
     async def invalid_request(_: Request, exc: RequestValidationError):
         return validation_problem(list(exc.errors()))
 
-    @app.exception_handler(QueryError)
-    @app.exception_handler(ExportError)
-    @app.exception_handler(NotFoundError)
-    @app.exception_handler(NotServedError)
-    @app.exception_handler(StoreUnavailable)
-    @app.exception_handler(StoreBusy)
     async def library_error(_: Request, exc: Exception):
         return library_problem(exc)
+
+    for error in LIBRARY_ERRORS:
+        app.add_exception_handler(error, library_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException):

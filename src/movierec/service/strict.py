@@ -67,11 +67,11 @@ def max_depth(body: bytes) -> int:
     return deepest
 
 
-JSON_ONLY = "send the body as JSON (Content-Type: application/json)"
-
-
-def is_json(content_type: str) -> bool:
-    return content_type.split(";")[0].strip().lower() == "application/json"
+def require_json(request: Request) -> None:
+    """415 unless the request's body is declared application/json."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise HTTPException(415, "send the body as JSON (Content-Type: application/json)")
 
 
 class StrictRoute(APIRoute):
@@ -79,8 +79,8 @@ class StrictRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict(request: Request):
-            if request.method == "POST" and not is_json(request.headers.get("content-type", "")):
-                raise HTTPException(415, JSON_ONLY)
+            if request.method == "POST":
+                require_json(request)
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict
