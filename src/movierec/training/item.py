@@ -183,10 +183,11 @@ def zero_diagonal_solution(g: np.ndarray, penalty: np.ndarray | float,
 
 
 def zero_diagonal_rows(g: np.ndarray, penalty: np.ndarray | float,
-                       dtype: type = np.float32) -> np.ndarray:
+                       dtype: type = np.float32, overwrite: bool = False) -> np.ndarray:
     """zero_diagonal_solution transposed, C-contiguous: row j is movie j's weights (P is
-    symmetric, so W^T = -P / diag(P) row-wise, computed in place)."""
-    a = np.array(g, dtype=dtype)
+    symmetric, so W^T = -P / diag(P) row-wise, computed in place). overwrite: `g` (C-ordered,
+    in `dtype`) becomes the result, without a copy."""
+    a = g if overwrite and g.dtype == dtype and g.flags.c_contiguous else np.array(g, dtype=dtype)
     a[np.diag_indices_from(a)] += np.asarray(penalty, dtype=dtype)
     p = spd_inverse(a)
     diagonal = np.diag(p).copy()
@@ -281,9 +282,13 @@ def lowpass_rows(interactions: sp.spmatrix, rank: int, dtype: type = np.float64)
     item_degree[item_degree == 0] = 1.0
     x.data *= np.repeat(user_degree**-0.5, np.diff(x.indptr)).astype(dtype)
     x.data *= (item_degree**-0.5)[x.indices].astype(dtype)
-    v = top_eigenvectors(gram_matrix(x, dtype), min(rank, x.shape[1]))
+    s = gram_matrix(x, dtype)
+    v = top_eigenvectors(s, min(rank, x.shape[1]))
     sqrt_degree = np.sqrt(item_degree).astype(v.dtype)
-    w = (v * sqrt_degree[:, None]) @ (v / sqrt_degree[:, None]).T
+    # Into the Gram matrix's memory, which the eigenvectors no longer need, where the dtypes
+    # agree: one n x n matrix fewer to fault in (see learn_item_weights).
+    out = s if s.dtype == v.dtype else None
+    w = np.matmul(v * sqrt_degree[:, None], (v / sqrt_degree[:, None]).T, out=out)
     np.fill_diagonal(w, 0.0)
     return w
 
@@ -379,17 +384,23 @@ def learn_item_weights(
     del x
     diagonal = np.diag(g).astype(np.float64)
     penalty = l2 + dropout / (1.0 - dropout) * diagonal
-    rows = zero_diagonal_rows(g, penalty, dtype)  # row j: movie j's vector
-    # Without a refit only G's diagonal is used from here on: dropping G (and the low-pass
-    # term once added) takes two n x n matrices off the peak (ml-1m: 299 -> 215 MiB), which
-    # the ingest spends on writing the users meanwhile.
+    # Without a refit only G's diagonal is used from here on: G becomes the solution in place,
+    # and dropping the low-pass term once added takes another n x n matrix off the peak. Each
+    # n x n matrix (ml-1m: 39 MB) costs more than its arithmetic the first time a process
+    # touches that much memory (the kernel finds it huge pages), so the learning makes as
+    # few as it can: the solve in G's memory, the low-pass term in its own Gram matrix's, and
+    # one scratch matrix for both |w| means and the pruning's key.
     refit = top_m is not None
+    rows = zero_diagonal_rows(g, penalty, dtype, overwrite=not refit)  # row j: movie j's vector
     if not refit:
         del g
     low = None
+    spare: list[np.ndarray] = []  # the scratch matrix, handed on to the pruning (which frees it)
     if lowpass_weight and lowpass_rank:
         low = lowpass_rows(interactions, lowpass_rank, dtype)
-        low *= lowpass_weight * np.abs(rows).mean() / max(np.abs(low).mean(), 1e-30)
+        spare.append(np.empty_like(rows))
+        rows_mean = np.abs(rows, out=spare[0]).mean()
+        low *= lowpass_weight * rows_mean / max(np.abs(low, out=spare[0]).mean(), 1e-30)
         rows += low
         if not refit:
             low = None
@@ -398,7 +409,8 @@ def learn_item_weights(
         weights = _refit_on_support(g, penalty, keep_top_per_column(rows.T, top_m).tocsc(),
                                     None if low is None else low.T)
     elif prune_m is not None:
-        weights = prune_rows(rows, prune_m, np.sqrt(diagonal)).T
+        weights = prune_rows(rows, prune_m, np.sqrt(diagonal),
+                             scratch=spare.pop() if spare else None).T
     params = {
         "l2": l2,
         "dropout": dropout,
@@ -440,7 +452,8 @@ def _refit_on_support(
     )
 
 
-def prune_rows(rows: np.ndarray, m: int, reach: np.ndarray) -> sp.csr_matrix:
+def prune_rows(rows: np.ndarray, m: int, reach: np.ndarray,
+               scratch: np.ndarray | None = None) -> sp.csr_matrix:
     """Each row (a movie's vector) cut to its m weights with the largest |w_i| * reach_i, the
     kept ones then shifted by one constant so that the row's sum of w_i * reach_i stays the same.
 
@@ -450,17 +463,24 @@ def prune_rows(rows: np.ndarray, m: int, reach: np.ndarray) -> sp.csr_matrix:
     are thousands of small ones, mostly of the low-pass term, whose sum is not small: the shift
     gives it back on average. ML-1M, NDCG@10 on test (all 3,123 movies of the evaluation's train
     part): 0.2944 with every weight; the top 768 by |w| alone 0.2924, with the shift 0.2943
-    (512: 0.2936, 1,024: 0.2944). It costs 0.1 s; a refit on the support (top_m) minutes."""
+    (512: 0.2936, 1,024: 0.2944). It costs 0.1 s; a refit on the support (top_m) minutes.
+    scratch: an array of rows' shape and dtype to hold the key (overwritten), else one is made."""
     n = rows.shape[1]
     if m >= n:
         return sp.csr_matrix(rows)
     reach = np.asarray(reach, dtype=rows.dtype)
-    key = np.abs(rows)
-    key *= reach[None, :]
+    if scratch is None or scratch.shape != rows.shape or scratch.dtype != rows.dtype \
+            or not scratch.flags.c_contiguous:
+        scratch = np.empty_like(rows)
     # Each row's m-th largest key, then a mask: a partition of values and no sort (the mask's
-    # nonzeros come out in column order), about 3x faster than argpartition + sort.
-    keep = key >= np.partition(key, n - m, axis=1)[:, n - m, None]
-    del key
+    # nonzeros come out in column order), about 3x faster than argpartition + sort. The
+    # partition is made in place and the key computed again after it (one pass, where a
+    # partitioned copy is one more n x n matrix).
+    key = _key(rows, reach, scratch)
+    key.partition(n - m, axis=1)
+    kth = key[:, n - m, None].copy()
+    keep = _key(rows, reach, key) >= kth
+    del key, scratch
     keep &= rows != 0
     flat = np.flatnonzero(keep)
     del keep
@@ -476,6 +496,13 @@ def prune_rows(rows: np.ndarray, m: int, reach: np.ndarray) -> sp.csr_matrix:
     pruned = sp.csr_matrix((values, columns, indptr), shape=rows.shape)
     pruned.eliminate_zeros()
     return pruned
+
+
+def _key(rows: np.ndarray, reach: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """|w_i| * reach_i of every weight, into `out`."""
+    np.abs(rows, out=out)
+    out *= reach[None, :]
+    return out
 
 
 def keep_top_per_column(weights: np.ndarray, m: int, *, by_magnitude: bool = True) -> sp.csr_matrix:
