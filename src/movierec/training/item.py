@@ -395,22 +395,22 @@ def learn_item_weights(
     if not refit:
         del g
     low = None
-    spare: list[np.ndarray] = []  # the scratch matrix, handed on to the pruning (which frees it)
+    scratch = None  # both |w| means, then the pruning's key
     if lowpass_weight and lowpass_rank:
         low = lowpass_rows(interactions, lowpass_rank, dtype)
-        spare.append(np.empty_like(rows))
-        rows_mean = np.abs(rows, out=spare[0]).mean()
-        low *= lowpass_weight * rows_mean / max(np.abs(low, out=spare[0]).mean(), 1e-30)
+        scratch = np.empty_like(rows)
+        rows_mean = np.abs(rows, out=scratch).mean()
+        low *= lowpass_weight * rows_mean / max(np.abs(low, out=scratch).mean(), 1e-30)
         rows += low
         if not refit:
             low = None
     weights: np.ndarray | sp.spmatrix = rows.T
     if refit:
+        scratch = None  # not held through the refit's solves
         weights = _refit_on_support(g, penalty, keep_top_per_column(rows.T, top_m).tocsc(),
                                     None if low is None else low.T)
     elif prune_m is not None:
-        weights = prune_rows(rows, prune_m, np.sqrt(diagonal),
-                             scratch=spare.pop() if spare else None).T
+        weights = prune_rows(rows, prune_m, np.sqrt(diagonal), scratch=scratch).T
     params = {
         "l2": l2,
         "dropout": dropout,
@@ -469,8 +469,7 @@ def prune_rows(rows: np.ndarray, m: int, reach: np.ndarray,
     if m >= n:
         return sp.csr_matrix(rows)
     reach = np.asarray(reach, dtype=rows.dtype)
-    if scratch is None or scratch.shape != rows.shape or scratch.dtype != rows.dtype \
-            or not scratch.flags.c_contiguous:
+    if scratch is None:
         scratch = np.empty_like(rows)
     # Each row's m-th largest key, then a mask: a partition of values and no sort (the mask's
     # nonzeros come out in column order), about 3x faster than argpartition + sort. The
@@ -480,7 +479,7 @@ def prune_rows(rows: np.ndarray, m: int, reach: np.ndarray,
     key.partition(n - m, axis=1)
     kth = key[:, n - m, None].copy()
     keep = _key(rows, reach, key) >= kth
-    del key, scratch
+    del key, scratch  # freed here when made here
     keep &= rows != 0
     flat = np.flatnonzero(keep)
     del keep
