@@ -270,15 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same as --skip-model item (learning it is most of an ingest)")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("recommend", help="recommendations for likes and dislikes (or an export)")
+    p = sub.add_parser("recommend", help="the tutorial's recommendation for likes and dislikes")
     p.add_argument("--like", type=int, action="append", metavar="MOVIE_ID")
     p.add_argument("--dislike", type=int, action="append", metavar="MOVIE_ID")
     p.add_argument("--limit", type=int, default=5)
     p.add_argument("--neighbors", type=int, default=None,
                    help="similar users to use (default 20; user-knn 100)")
-    p.add_argument("--model", default=None, choices=REGISTRY.names(),
-                   help="the model: " + ", ".join(REGISTRY.names()) + " (default: the best the "
-                   "store serves, as the service's; --model tutorial is the reference tutorial)")
+    p.add_argument("--model", default="tutorial", choices=REGISTRY.names(),
+                   help="the model: " + ", ".join(REGISTRY.names()) + " (default: tutorial)")
     p.add_argument("--ratings-file", type=Path, default=None, metavar="FILE",
                    help="ratings exported from Letterboxd (ratings.csv), IMDb, or a "
                    "movie_id,rating csv (stars)")
