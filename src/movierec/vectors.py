@@ -210,10 +210,11 @@ class IdPositions:
         if not self.size:
             return np.full(ids.shape, -1, dtype=self.dtype)
         if self.table is not None:
-            size = self.table.size
-            # Unsigned ids (a vector's indices) need no check below: one pass fewer.
-            if ids.size and (ids.dtype.kind == "u" or ids.min() >= 0) and ids.max() < size:
+            # Seen as unsigned, a negative id is above every table position too: one pass
+            # checks both ends.
+            if ids.size and ids.view(ids.dtype.str.replace("i", "u")).max() < self.table.size:
                 return self.table[ids]
+            size = self.table.size
             inside = (ids >= 0) & (ids < size)
             return np.where(inside, self.table[np.where(inside, ids, 0)], -1).astype(self.dtype)
         at = np.minimum(np.searchsorted(self.sorted, ids), self.size - 1)

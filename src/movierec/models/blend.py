@@ -19,7 +19,7 @@ from movierec import schema
 from movierec.catalog import MovieCatalog
 from movierec.errors import QueryError
 from movierec.models.base import Answer, Ask, Model, Person, Recommendation
-from movierec.models.item import like_weights, pulled_up
+from movierec.models.item import like_weights, liked_reasons
 from movierec.models.neighbors import nearest
 from movierec.store import MovieFilter, StoreReader
 from movierec.vectors import SparseVector
@@ -297,28 +297,45 @@ def _explained(store, catalog, best, movies, parts, likes, found, liked_rows) ->
     if not best.size:
         return []
     lead = parts.argmax(axis=0).tolist()
-    movie_ids = catalog.ids[best].tolist()
-    by_item = [m for m, part in zip(movie_ids, lead) if part == 1]
-    item_whys = {}
-    if by_item and likes.size:  # the likes (sorted), each 1 in the item query
-        item_whys = dict(zip(by_item, pulled_up(store, catalog, likes, by_item)))
+    # The item model's reasons (text, movies) for the answers it leads, by answer.
+    by_item = [k for k, part in enumerate(lead) if part == 1]
+    reasons = dict(zip(by_item, liked_reasons(store, catalog, likes,
+                                              [movies[k].movie_id for k in by_item]))) \
+        if by_item and likes.size else {}  # the likes (sorted), each 1 in the item query
+    # The rows of the answers that say how many of the similar users liked them: led by a
+    # personal part without an item reason.
+    counted = {}
+    if liked_rows is not None:
+        rows = best.tolist()
+        counted = _raters(liked_rows, {k: rows[k] for k, part in enumerate(lead)
+                                       if part and not reasons.get(k, ("",))[0]}, len(catalog))
     out = []
-    raters = None
-    for row, movie, movie_id, part, (popularity, item, neighbors) in zip(
-            best.tolist(), movies, movie_ids, lead, parts.round(4).T.tolist()):
-        pulled = item_whys.get(movie_id) if part == 1 else None  # the item model's reason
-        text = pulled["text"] if pulled else ""
-        if not text and part and liked_rows is not None:
-            if raters is None:  # how many of them liked each movie, once, when an answer says
-                raters = np.bincount(liked_rows, minlength=len(catalog))
-            if raters[row]:
-                text = f"liked by {raters[row]} of your {found} most similar users"
+    for k, (movie, (popularity, item, neighbors)) in enumerate(
+            zip(movies, parts.round(4).T.tolist())):
+        why = {"parts": {"popularity": popularity, "item": item, "neighbors": neighbors}}
+        text, top = reasons.get(k, ("", None))
+        if not text and counted.get(k):
+            text = f"liked by {counted[k]} of your {found} most similar users"
         if not text:
             mean = "" if movie.rating_mean is None else f", {movie.rating_mean:.2g} stars on average"
             text = f"popular: rated by {movie.rating_count:,} people{mean}"
-        why = {"parts": {"popularity": popularity, "item": item, "neighbors": neighbors},
-               "text": text}
-        if pulled:
-            why["movies"] = pulled["movies"]
+        why["text"] = text
+        if top is not None:
+            why["movies"] = top
         out.append(why)
     return out
+
+
+# Past this many answers to count, one bincount over the catalog costs less than a pass over
+# the similar users' likes for each.
+COUNT_EACH_MAX = 2
+
+
+def _raters(liked_rows: np.ndarray, rows: dict[int, int], size: int) -> dict[int, int]:
+    """{k: how many of the similar users liked the catalog row rows[k]} (`liked_rows`: the
+    catalog row of each of their likes): a pass over their likes for each of a few rows, one
+    bincount for more."""
+    if len(rows) <= COUNT_EACH_MAX:
+        return {k: int(np.count_nonzero(liked_rows == row)) for k, row in rows.items()}
+    counts = np.bincount(liked_rows, minlength=size)
+    return dict(zip(rows, counts[list(rows.values())].tolist()))

@@ -152,24 +152,46 @@ def explanations(store: StoreReader, catalog: MovieCatalog, query: SparseVector,
 
 def pulled_up(store: StoreReader, catalog: MovieCatalog, movies: np.ndarray,
               movie_ids: list[int], values: np.ndarray | None = None) -> list[dict]:
-    """For each of `movie_ids`, the (at most three) of the person's liked `movies` (sorted ids,
-    each with its query value in `values`; None: 1 each) that add most to its score, named: the
-    weight of each liked movie in each answer's vector (store.movie_weights, read for these few
-    movies only) times its value."""
-    lowered = store.movie_weights(movie_ids, movies)  # each liked movie's part, negated
-    if values is None:
-        np.negative(lowered, out=lowered)
+    """For each of `movie_ids`, {"text", "movies"}: the (at most three) of the person's liked
+    `movies` that add most to its score, named (liked_reasons)."""
+    return [{"text": text, "movies": top}
+            for text, top in liked_reasons(store, catalog, movies, movie_ids, values)]
+
+
+# Up to this many liked movies, each answer's are ordered in Python (a sort of a few floats);
+# past it by one argsort of them all.
+PYTHON_ORDER_MAX = 16
+
+
+def liked_reasons(store: StoreReader, catalog: MovieCatalog, movies: np.ndarray,
+                  movie_ids: list[int], values: np.ndarray | None = None
+                  ) -> list[tuple[str, list[int]]]:
+    """For each of `movie_ids`, (its text, the at most three of the person's liked `movies`
+    (sorted ids, each with its query value in `values`; None: 1 each) that add most to its
+    score, best first, ties to the lower id): the weight of each liked movie in each answer's
+    vector (store.movie_weights, read for these few movies only) times its value; only those
+    that pulled it up (a positive part) are named. ("", []) where none did."""
+    liked = movies.tolist()
+    weights = store.movie_weights(movie_ids, liked)
+    if values is not None:
+        factors = values.tolist()
+        weights = [[w * f for w, f in zip(row, factors)] for row in weights]
+    if len(liked) <= PYTHON_ORDER_MAX:
+        # sorted(reverse=True) keeps equal parts in their order: the lower id first.
+        positions = range(len(liked))
+        tops = ([j for j in sorted(positions, key=row.__getitem__, reverse=True)[:3]
+                 if row[j] > 0] for row in weights)
     else:
-        lowered *= -values
-    order = np.argsort(lowered, axis=1, kind="stable")[:, :3]  # largest first, ties: lower id
-    # The parts that pulled (positive ones) come first in that order: a prefix of each row.
-    pulled = (lowered < 0).sum(axis=1).tolist()
+        parts = np.array(weights)
+        order = np.argsort(-parts, axis=1, kind="stable")[:, :3]
+        tops = ([j for j, w in zip(at, best) if w > 0] for at, best in
+                zip(order.tolist(), np.take_along_axis(parts, order, 1).tolist()))
+    names = list(map(catalog.titles.get, liked))  # None: a movie the catalog does not hold
     out = []
-    for top, count in zip(movies[order].tolist(), pulled):
-        top = top[:count]
-        named = _titles(catalog, top)
-        out.append({"text": "because you liked " + _joined(named), "movies": top} if named
-                   else {"text": "", "movies": []})
+    for top in tops:
+        named = [names[j] for j in top if names[j] is not None]
+        out.append(("because you liked " + _joined(named), [liked[j] for j in top]) if named
+                   else ("", []))
     return out
 
 
