@@ -61,11 +61,13 @@ class BlendModel(Model):
         meta = store.meta()
         catalog = store.catalog()
         prior, mean = _prior(catalog, float(p["quality"]))
-        signed = person.signed(meta.rating_stats)
-        movies = np.fromiter(signed, dtype=np.int64, count=len(signed))
-        sign = np.fromiter(signed.values(), dtype=np.float64, count=len(signed))
-        order = np.argsort(movies)
-        movies, sign = movies[order], sign[order]
+        # The person's likes and dislikes by movie id, sorted (in Python: a few dozen at most,
+        # where each numpy step would cost more than the sort).
+        signed = sorted(person.signed(meta.rating_stats).items())
+        movies = np.array([m for m, _ in signed], dtype=np.int64)
+        # As search queries' indices (the ratings were checked: known movies, unique ids).
+        likes = np.array([m for m, sign in signed if sign > 0], dtype=np.uint32)
+        dislikes = np.array([m for m, sign in signed if sign < 0], dtype=np.uint32)
         # The person's movies, sorted: `movies` itself unless a unit rating of 0 was dropped.
         excluded = movies if movies.size == len(person.ratings) else np.sort(person.movie_ids)
         if ask.exclude:
@@ -88,8 +90,6 @@ class BlendModel(Model):
 
         item = np.zeros(len(catalog))
         has_item = "item" in meta.models
-        likes = movies[sign > 0]
-        dislikes = movies[sign < 0]
         # The item-vector searches, for the likes and for the dislikes, in one batch.
         queries: dict[str, tuple[SparseVector, int]] = {}
         if has_item and likes.size:
@@ -100,10 +100,9 @@ class BlendModel(Model):
                 values = like_weights(np.array([stars[m] for m in likes.tolist()]),
                                       meta.models["item"].get("rating_weights"))
             # The ratings were checked (recommend.check_ratings): sorted unique ids.
-            queries["likes"] = (SparseVector(likes.astype(np.uint32), values),
-                                fetch + int(p["candidates"]))
+            queries["likes"] = (SparseVector(likes, values), fetch + int(p["candidates"]))
         if has_item and dislikes.size and p["dislike_weight"] and any_allowed:
-            queries["dislikes"] = (SparseVector(dislikes.astype(np.uint32),
+            queries["dislikes"] = (SparseVector(dislikes,
                                                 np.ones(dislikes.size, dtype=np.float32)),
                                    fetch + int(p["dislike_candidates"]))
         found_movies = dict(zip(queries, store.similar_movie_ids_batch(
@@ -115,7 +114,7 @@ class BlendModel(Model):
             # Cut at its limit, the search bounds every movie it did not return by its last.
             _place(item, catalog, ids, scores, floor=ids.size == queries["likes"][1])
 
-        knn = np.zeros(len(catalog))
+        knn = None  # zeros unless the similar users are found
         liked_rows = None  # the catalog row of every like of the similar users
         found = 0
         share, knn_share, mean_power = shares(p["schedule"], len(person.ratings))
@@ -123,7 +122,7 @@ class BlendModel(Model):
             # Likes only: with a dislike at -1, the people who liked it drop out of the
             # neighbours (measured: recall@20 lower at every k, most with few ratings).
             unit = np.full(likes.size, 1.0 / np.sqrt(likes.size), dtype=np.float32)
-            block, top, exact = nearest(store, SparseVector(likes.astype(np.uint32), unit),
+            block, top, exact = nearest(store, SparseVector(likes, unit),
                                         int(p["neighbors"]), person.user_id,
                                         using=schema.LIKED_VECTOR)
             found = int(top.size)
@@ -143,6 +142,7 @@ class BlendModel(Model):
 
         if not found:
             knn_share = 0.0
+            knn = np.zeros(len(catalog))
         if not item_found and found:  # no item model (or no item answer): neighbours only
             knn_share = 1.0
         quality = _powered(catalog, mean, mean_power)
