@@ -185,9 +185,9 @@ def test_explanations_name_the_liked_movies_adding_most_to_each_answers_score(st
         weight = dict(zip(v.indices.tolist(), v.values.astype(np.float64).tolist()))
         adds = sorted((-weight.get(m, 0.0), m) for m in liked.tolist())
         assert r.why["movies"] == [m for w, m in adds[:3] if w < 0]
-    weights = store.movie_weights([*ids, 999_999], liked.tolist())
-    assert [len(row) for row in weights] == [liked.size] * 11 and not any(weights[-1])
-    assert weights == StoreReader.movie_weights(store, [*ids, 999_999], liked.tolist())
+    weights = store.movie_weights([*ids, 999_999], liked)
+    assert weights.shape == (11, liked.size) and not weights[-1].any()
+    assert weights.tolist() == StoreReader.movie_weights(store, [*ids, 999_999], liked).tolist()
 
 
 def test_a_neighbour_blocks_likes_from_the_stores_liked_rows_equal_reading_the_rows(store):
@@ -288,17 +288,18 @@ def test_weights_at_and_query_values_at_read_each_vectors_value_or_zero():
     tabled = csr.Cells.of(stored)  # a dense table: a row per vector, a column per distinct id,
     distinct = np.unique(np.concatenate([v.indices for v in vectors])).size  # and one of zeros
     assert tabled.keys is None and tabled.table.shape == (6, distinct + 1) == (6, 1_263)
-    listed = movies.tolist()
     for cells in (searched, tabled):
-        assert cells.value_rows([50, 10, 20, 40, 30], listed) == [
+        assert cells.values_at([50, 10, 20, 40, 30], movies).tolist() == [
             expected[k].tolist() for k in (4, 0, 1, 3, 2)]
-        assert cells.value_rows([5, 10, 55], listed) == [
+        assert cells.values_at([5, 10, 55], movies).tolist() == [
             [0.0] * movies.size, expected[0].tolist(), [0.0] * movies.size]
-        assert cells.value_rows([40], listed[::-1]) == [expected[3][::-1].tolist()]
-        assert cells.value_rows([], listed) == []
-        assert type(cells.value_rows([50], listed)[0][0]) is float
-        outside = [2**32 - 1, 3, 6, top + 7]  # held by one row, none
-        assert cells.value_rows([50, 30], outside) == [[-2.0, 0.0, 0.0, 0.0], [0.0] * 4]
+        assert cells.values_at(np.array([40]), movies[::-1]).tolist() == [
+            expected[3][::-1].tolist()]
+        assert cells.values_at([], movies).shape == (0, movies.size)
+        assert cells.values_at([50], movies).dtype == np.float64
+        outside = np.array([2**32 - 1, 3, 6, top + 7], dtype=np.uint32)  # held by one row, none
+        assert cells.values_at([50, 30], outside).tolist() == [[-2.0, 0.0, 0.0, 0.0],
+                                                               [0.0] * 4]
     backwards = UserVectors(stored.user_ids, stored.indptr, stored.indices[::-1].copy(),
                             stored.values)
     assert csr.Cells.of(backwards) is None  # rows out of order: no cells, and no wrong answer

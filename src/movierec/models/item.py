@@ -172,17 +172,15 @@ def liked_reasons(store: StoreReader, catalog: MovieCatalog, movies: np.ndarray,
     vector (store.movie_weights, read for these few movies only) times its value; only those
     that pulled it up (a positive part) are named. ("", []) where none did."""
     liked = movies.tolist()
-    weights = store.movie_weights(movie_ids, liked)
+    parts = store.movie_weights(movie_ids, liked)
     if values is not None:
-        factors = values.tolist()
-        weights = [[w * f for w, f in zip(row, factors)] for row in weights]
+        parts *= values
     if len(liked) <= PYTHON_ORDER_MAX:
         # sorted(reverse=True) keeps equal parts in their order: the lower id first.
         positions = range(len(liked))
         tops = ([j for j in sorted(positions, key=row.__getitem__, reverse=True)[:3]
-                 if row[j] > 0] for row in weights)
+                 if row[j] > 0] for row in parts.tolist())
     else:
-        parts = np.array(weights)
         order = np.argsort(-parts, axis=1, kind="stable")[:, :3]
         tops = ([j for j, w in zip(at, best) if w > 0] for at, best in
                 zip(order.tolist(), np.take_along_axis(parts, order, 1).tolist()))

@@ -230,12 +230,12 @@ class StoreReader(ABC):
     def movie_vectors(self, movie_ids: list[int]) -> dict[int, SparseVector]:
         """The item-model vectors of these movies (those that have one)."""
 
-    def movie_weights(self, movie_ids: list[int], movies: list[int]) -> list[list[float]]:
-        """Each movie's item-model weight for each of the sorted `movies`, 0 where it has none
-        (or no vector), one list per movie: what an explanation reads."""
+    def movie_weights(self, movie_ids: list[int], movies) -> np.ndarray:
+        """(len(movie_ids), len(movies)) float64: each movie's item-model weight for each of
+        the sorted `movies`, 0 where it has none (or no vector): what an explanation reads."""
         vectors = self.movie_vectors(movie_ids)
         return weights_at([vectors.get(int(m)) for m in movie_ids],
-                          np.asarray(movies, dtype=np.int64)).tolist()
+                          np.asarray(movies, dtype=np.int64))
 
     def refresh(self) -> bool:
         """Pick up a newer ingest if one was switched in; True if the version changed."""

@@ -134,19 +134,20 @@ class Cells:
         table[rows, IdPositions(columns)(vectors.indices)] = vectors.values
         return cls(vectors, table=table)
 
-    def value_rows(self, ids, columns) -> list[list[float]]:
-        """The row of each id at each of the `columns`, 0 where it has none (and for an id
-        without a row), one list per id, read in place. An explanation reads a few dozen cells:
-        their positions are found in dicts (a numpy lookup's steps cost more for so few)."""
+    def values_at(self, ids, columns) -> np.ndarray:
+        """(len(ids), len(columns)) float64: the row of each id at each of the `columns`, 0
+        where it has none (and for an id without a row), read in place. An explanation reads a
+        few dozen cells: their positions are found in dicts (a numpy lookup's steps cost more
+        for so few)."""
         if self.table is not None:
             # An id or a column the table does not hold: its last row or column, zeros.
             last_row, last_column = self.table.shape[0] - 1, self.table.shape[1] - 1
             rows = np.array([self.row_of.get(i, last_row) for i in ids], dtype=np.intp)
             at = np.array([self.column_of.get(c, last_column) for c in columns], dtype=np.intp)
-            return self.table[rows[:, None], at].tolist()
+            return self.table[rows[:, None], at].astype(np.float64)
         rows = np.array([self.row_of.get(i, -1) for i in ids], dtype=np.int64)
         return values_at_cells(self.keys, self.vectors.values, rows,
-                               np.asarray(columns, dtype=np.int64)).tolist()
+                               np.asarray(columns, dtype=np.int64))
 
 
 def liked_rows(vectors: UserVectors, threshold: float, chunk: int = 1 << 22,

@@ -410,11 +410,11 @@ class EmbeddedReader(StoreReader):
                                            with_vector=[schema.ITEM_VECTOR])
         return named_vectors(records, schema.ITEM_VECTOR)
 
-    def movie_weights(self, movie_ids, movies) -> list[list[float]]:
+    def movie_weights(self, movie_ids, movies) -> np.ndarray:
         cells = self._live().movie_cells(schema.ITEM_VECTOR)
         if cells is None:  # no movies.item.csr: the vectors from the engine
             return super().movie_weights(movie_ids, movies)
-        return cells.value_rows(movie_ids, movies)
+        return cells.values_at(movie_ids, movies)
 
     def _movie_search(self, query, limit, movie_filter, with_vectors: bool) -> list:
         live = self._live()
